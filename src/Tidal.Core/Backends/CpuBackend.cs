@@ -1,0 +1,220 @@
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+
+namespace Tidal.Core.Backends;
+
+/// <summary>
+/// The CPU backend: every operation is the <see cref="Reference"/> op itself (SIMD, multithreaded where sizes
+/// warrant), over pooled host memory. It is Tidal's CPU fallback and the oracle GPU backends are tested against.
+/// </summary>
+public sealed class CpuBackend : IBackend
+{
+    /// <inheritdoc/>
+    public string Name => $"CPU (SIMD reference, {Environment.ProcessorCount} threads)";
+
+    /// <inheritdoc/>
+    public ITensor Allocate(DType type, Shape shape) => new CpuTensor(HostTensor.Allocate(type, shape));
+
+    /// <summary>Wraps an existing host tensor (e.g. memory-mapped weights) without copying; the caller keeps owning it.</summary>
+    public static ITensor Wrap(HostTensor tensor) => new CpuTensor(tensor, owns: false);
+
+    /// <inheritdoc/>
+    public void Upload<T>(ReadOnlySpan<T> source, ITensor destination) where T : unmanaged
+    {
+        Span<T> target = Host(destination).AsSpan<T>();
+        if (source.Length != target.Length)
+            throw new ArgumentException($"source has {source.Length} elements but the tensor {destination.Shape} holds {target.Length}.", nameof(source));
+        source.CopyTo(target);
+    }
+
+    /// <inheritdoc/>
+    public void Download<T>(ITensor source, Span<T> destination) where T : unmanaged
+    {
+        ReadOnlySpan<T> from = Host(source).AsReadOnlySpan<T>();
+        if (destination.Length != from.Length)
+            throw new ArgumentException($"destination has {destination.Length} elements but the tensor {source.Shape} holds {from.Length}.", nameof(destination));
+        from.CopyTo(destination);
+    }
+
+    /// <inheritdoc/>
+    public void Embed(ITensor table, int token, ITensor output)
+    {
+        Span<float> y = F32(output);
+        switch (table.DType)
+        {
+            case DType.F32: Elementwise.Embed(Read<float>(table), token, y); break;
+            case DType.F16: Elementwise.Embed(Read<Half>(table), token, y); break;
+            case DType.BF16: Elementwise.Embed(Read<BFloat16>(table), token, y); break;
+            default: throw Unsupported(table, nameof(table));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
+    {
+        switch (weight.DType)
+        {
+            case DType.F32: Reference.RmsNorm.Apply(Read<float>(x), Read<float>(weight), eps, F32(y)); break;
+            case DType.F16: Reference.RmsNorm.Apply(Read<float>(x), Read<Half>(weight), eps, F32(y)); break;
+            case DType.BF16: Reference.RmsNorm.Apply(Read<float>(x), Read<BFloat16>(weight), eps, F32(y)); break;
+            default: throw Unsupported(weight, nameof(weight));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void MatMul(ITensor weight, ITensor x, ITensor y)
+    {
+        if (weight.Shape.Rank != 2) throw new ArgumentException($"weight must be [rows, cols], got {weight.Shape}.", nameof(weight));
+        int batch = (int)(x.Shape.ElementCount / weight.Shape[1]);
+        switch (weight.DType)
+        {
+            case DType.F32: Linear.MatMul(Read<float>(weight), Read<float>(x), F32(y), batch); break;
+            case DType.F16: Linear.MatMul(Read<Half>(weight), Read<float>(x), F32(y), batch); break;
+            case DType.BF16: Linear.MatMul(Read<BFloat16>(weight), Read<float>(x), F32(y), batch); break;
+            default: throw Unsupported(weight, nameof(weight));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
+    {
+        int half = cos.Shape[cos.Shape.Rank - 1];
+        if ((uint)position >= (uint)cos.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}).");
+        Reference.Rope.Rotate(F32(x), 2 * half, Read<float>(cos).Slice(position * half, half), Read<float>(sin).Slice(position * half, half), layout);
+    }
+
+    /// <inheritdoc/>
+    public void AddInPlace(ITensor x, ITensor y) => Elementwise.AddInPlace(F32(x), Read<float>(y));
+
+    /// <inheritdoc/>
+    public void SwiGlu(ITensor gate, ITensor up, ITensor output) => Elementwise.SwiGlu(Read<float>(gate), Read<float>(up), F32(output));
+
+    /// <inheritdoc/>
+    public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
+    {
+        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
+            throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
+        if ((uint)position >= (uint)capacity)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions.");
+        ReadOnlySpan<float> kf = Read<float>(k), vf = Read<float>(v);
+        for (int h = 0; h < kvHeads; h++)
+        {
+            int row = (h * capacity + position) * d;
+            switch (keys.DType)
+            {
+                case DType.F32:
+                    kf.Slice(h * d, d).CopyTo(F32(keys).Slice(row, d));
+                    vf.Slice(h * d, d).CopyTo(F32(values).Slice(row, d));
+                    break;
+                case DType.F16:
+                    Numerics.Conversions.ToHalf(kf.Slice(h * d, d), Host(keys).AsSpan<Half>().Slice(row, d));
+                    Numerics.Conversions.ToHalf(vf.Slice(h * d, d), Host(values).AsSpan<Half>().Slice(row, d));
+                    break;
+                default: throw Unsupported(keys, nameof(keys));
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null)
+    {
+        Span<float> l = logits is null ? default : F32(logits).Slice(0, (int)(q.Shape.ElementCount / CacheGeometry(keys).HeadDim) * length);
+        switch (keys.DType)
+        {
+            case DType.F32: Reference.Attention.Dense(Read<float>(q), Kv<float>(keys, values, length), F32(output), l); break;
+            case DType.F16: Reference.Attention.Dense(Read<float>(q), Kv<Half>(keys, values, length), F32(output), l); break;
+            default: throw Unsupported(keys, nameof(keys));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
+    {
+        (int kvHeads, _, int d) = CacheGeometry(keys);
+        int rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows);
+        bool perKvHead = rows == kvHeads && rows != q.Shape.ElementCount / d;
+        switch (keys.DType)
+        {
+            case DType.F32: Sparse(Read<float>(q), Kv<float>(keys, values, length), Read<int>(indices), k, perKvHead, F32(output)); break;
+            case DType.F16: Sparse(Read<float>(q), Kv<Half>(keys, values, length), Read<int>(indices), k, perKvHead, F32(output)); break;
+            default: throw Unsupported(keys, nameof(keys));
+        }
+    }
+
+    private static void Sparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int k, bool perKvHead, Span<float> output) where T : unmanaged
+    {
+        if (perKvHead) Reference.Attention.SparsePerKvHead(q, kv, indices, k, output);
+        else Reference.Attention.SparsePerQueryHead(q, kv, indices, k, output);
+    }
+
+    /// <inheritdoc/>
+    public void SelectTopK(ITensor logits, int length, int budget, ForcedTokens forced, ITensor indices)
+    {
+        int heads = logits.Shape[0], groups = indices.Shape[0];
+        ReadOnlySpan<float> l = Read<float>(logits).Slice(0, heads * length);
+        Span<int> target = Host(indices).AsSpan<int>().Slice(0, groups * Math.Min(budget, length));
+        if (groups == heads) TopK.SelectPerQueryHead(l, heads, budget, target, forced);
+        else TopK.SelectPerKvHead(l, heads, groups, budget, target, forced);
+    }
+
+    /// <inheritdoc/>
+    public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max) =>
+        Quest.UpdatePageBounds(Read<float>(key), position, min.Shape[0], F32(min), F32(max));
+
+    /// <inheritdoc/>
+    public int SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices)
+    {
+        int kvHeads = min.Shape[0], heads = q.Shape[0], pages = Quest.PageCount(length);
+        var scores = new float[heads * pages];
+        Quest.ScorePages(Read<float>(q), heads, kvHeads, Read<float>(min), Read<float>(max), length, scores);
+        Span<int> target = Host(indices).AsSpan<int>();
+        if (target.Length % heads != 0) throw new ArgumentException($"indices {indices.Shape} is not [{heads}, tokens].", nameof(indices));
+        int perHead = target.Length / heads, count = 0;
+        for (int h = 0; h < heads; h++)
+            count = Quest.SelectTokens(scores.AsSpan(h * pages, pages), pageBudget, length, target.Slice(h * perHead, perHead));
+        return count;
+    }
+
+    /// <inheritdoc/>
+    public int Argmax(ITensor logits) => Elementwise.Argmax(Read<float>(logits));
+
+    /// <summary>Nothing to release: each tensor owns its memory.</summary>
+    public void Dispose() { }
+
+    private static HostTensor Host(ITensor tensor) =>
+        tensor is CpuTensor t ? t.Host : throw new ArgumentException($"tensor belongs to another backend ({tensor.GetType().Name}).", nameof(tensor));
+
+    private static ReadOnlySpan<T> Read<T>(ITensor tensor) where T : unmanaged => Host(tensor).AsReadOnlySpan<T>();
+
+    private static Span<float> F32(ITensor tensor) => Host(tensor).AsSpan<float>();
+
+    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) =>
+        cache.Shape.Rank == 3 ? (cache.Shape[0], cache.Shape[1], cache.Shape[2])
+            : throw new ArgumentException($"a KV cache is [kvHeads, capacity, headDim], got {cache.Shape}.", nameof(cache));
+
+    private static KvView<T> Kv<T>(ITensor keys, ITensor values, int length) where T : unmanaged
+    {
+        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        return new KvView<T>(Read<T>(keys), Read<T>(values), kvHeads, capacity, d, length);
+    }
+
+    private static ArgumentException Unsupported(ITensor tensor, string name) => new($"{tensor.DType} is not supported here.", name);
+
+    private sealed class CpuTensor(HostTensor host, bool owns = true) : ITensor
+    {
+        public HostTensor Host { get; } = host;
+        public DType DType => Host.DType;
+        public Shape Shape => Host.Shape;
+
+        public ITensor Slice(int start, int count) => new CpuTensor(Host.Rows(start, count), owns: false);
+
+        public ITensor Reshape(Shape shape) => new CpuTensor(Host.Reshape(shape), owns: false);
+
+        public void Dispose()
+        {
+            if (owns) Host.Dispose();
+        }
+    }
+}

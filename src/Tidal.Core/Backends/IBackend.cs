@@ -1,0 +1,70 @@
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+
+namespace Tidal.Core.Backends;
+
+/// <summary>
+/// The operations one decode step needs, over tensors the backend owns. Models drive the CPU reference and the GPU
+/// kernels through this one interface, so the forward pass is written once. Operations are issued in order and may run
+/// asynchronously on a device; only <see cref="Download{T}"/> and <see cref="Argmax"/> wait for the results.
+/// Every operation has the shapes and arithmetic of the <see cref="Reference"/> op it names.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>What runs the operations, e.g. "CPU (SIMD reference, 2 threads)" or "CUDA: NVIDIA H100".</summary>
+    string Name { get; }
+
+    /// <summary>A zeroed tensor.</summary>
+    ITensor Allocate(DType type, Shape shape);
+
+    /// <summary>Copies host elements into <paramref name="destination"/> (same element count and dtype).</summary>
+    void Upload<T>(ReadOnlySpan<T> source, ITensor destination) where T : unmanaged;
+
+    /// <summary>Waits for pending work and copies <paramref name="source"/> to the host.</summary>
+    void Download<T>(ITensor source, Span<T> destination) where T : unmanaged;
+
+    /// <summary><see cref="Elementwise.Embed{T}"/>: row <paramref name="token"/> of table [vocab, dim] into output [dim].</summary>
+    void Embed(ITensor table, int token, ITensor output);
+
+    /// <summary><see cref="Reference.RmsNorm.Apply{TW}"/>: x, y [n], weight [n].</summary>
+    void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y);
+
+    /// <summary><see cref="Linear.MatMul{TW}"/>: weight [rows, cols], x [batch, cols] → y [batch, rows] (batch 1 for a vector).</summary>
+    void MatMul(ITensor weight, ITensor x, ITensor y);
+
+    /// <summary><see cref="Reference.Rope.Rotate"/>: x [heads, d] in place with row <paramref name="position"/> of cos/sin tables [maxPositions, d/2].</summary>
+    void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout);
+
+    /// <summary><see cref="Elementwise.AddInPlace"/>: x += y.</summary>
+    void AddInPlace(ITensor x, ITensor y);
+
+    /// <summary><see cref="Elementwise.SwiGlu"/>: output = SiLU(gate) · up.</summary>
+    void SwiGlu(ITensor gate, ITensor up, ITensor output);
+
+    /// <summary>Writes k and v ([kvHeads, d], F32) at <paramref name="position"/> of caches [kvHeads, capacity, d] (F32 or F16).</summary>
+    void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position);
+
+    /// <summary><see cref="Attention.Dense{T}"/> over the first <paramref name="length"/> positions; logits [nHeads, length] when given.</summary>
+    void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null);
+
+    /// <summary>
+    /// Gathered sparse attention: indices [nHeads, k] (<see cref="Reference.Attention.SparsePerQueryHead{T}"/>) or
+    /// [kvHeads, k] (<see cref="Reference.Attention.SparsePerKvHead{T}"/>), told apart by their first dimension.
+    /// </summary>
+    void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output);
+
+    /// <summary>
+    /// <see cref="TopK"/> selection from logits [nHeads, length] into indices: [nHeads, min(budget, length)] per
+    /// query head, or [groups, min(budget, length)] with each group of nHeads/groups heads aggregated.
+    /// </summary>
+    void SelectTopK(ITensor logits, int length, int budget, ForcedTokens forced, ITensor indices);
+
+    /// <summary><see cref="Quest.UpdatePageBounds{T}"/>: fold key [kvHeads, d] at position into bounds [kvHeads, maxPages, d].</summary>
+    void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max);
+
+    /// <summary>Quest per query head: <see cref="Quest.ScorePages"/> then <see cref="Quest.SelectTokens"/> into indices [nHeads, tokens]; returns the token count per head.</summary>
+    int SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices);
+
+    /// <summary><see cref="Elementwise.Argmax"/>; waits for pending work.</summary>
+    int Argmax(ITensor logits);
+}

@@ -1,0 +1,119 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Tidal.Core.Numerics;
+
+/// <summary>
+/// Tidal's canonical reduction orders. Floating-point sums depend on their order, and TensorPrimitives' Sum/Dot
+/// change order with the machine's widest vector unit, so every reduction Tidal's reference and kernels share follows
+/// one of the two fixed orders below, on every machine and backend.
+/// </summary>
+/// <remarks>
+/// <para><b>Feature axis</b> (dot products, sums over a vector's elements: GEMV rows, q·k, RMSNorm, Quest bounds):
+/// element i goes to lane (i / 8) mod 32 and slot i mod 8. Each (lane, slot) accumulator starts at +0 and takes its
+/// elements in ascending i with one fused multiply-add each (a sum adds x·1, which is the same bits). Each lane then
+/// folds its 8 slots by halving (s[e] += s[e+4]; s[e] += s[e+2]; s[e] += s[e+1]) and the 32 lane results fold by
+/// halving (L[l] += L[l+16], +8, +4, +2, +1). This is a warp of 32 GPU lanes, each loading 16 bytes (8 F16 or BF16
+/// values) per step, reducing in registers, then a shuffle-xor butterfly (which leaves the same sum in every lane).</para>
+/// <para><b>Token axis</b> (over the positions of a KV cache or the entries of an index list: softmax denominators,
+/// attention outputs, log-sum-exp): entry j goes to slot j mod 32, slots accumulate in ascending j from +0, then fold
+/// by halving from 16 to 1.</para>
+/// <para>Lanes or slots that receive nothing hold +0, and x + (+0) = x for every x an accumulator can hold (an
+/// accumulator started at +0 never becomes −0 under round-to-nearest), so a kernel may skip empty lanes and start the
+/// fold at the smallest power of two that covers the used lanes: the bits do not change.</para>
+/// </remarks>
+public static class Reduction
+{
+    /// <summary>Lanes of the feature-axis order (one warp).</summary>
+    public const int Lanes = 32;
+    /// <summary>Consecutive elements per lane and step in the feature-axis order (16 bytes of F16).</summary>
+    public const int Width = 8;
+    /// <summary>Slots of the token-axis order.</summary>
+    public const int Slots = 32;
+
+    /// <summary>Σ a[i]·b[i] in the feature-axis order; <paramref name="a"/> may be F32, F16 or BF16.</summary>
+    public static float Dot<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged
+    {
+        if (a.Length != b.Length)
+            throw new ArgumentException($"b has {b.Length} elements but a has {a.Length}.", nameof(b));
+        int chunks = (a.Length + Width - 1) / Width;
+        int used = Math.Min(chunks, Lanes);
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
+        acc.Slice(0, used).Clear();
+        int full = a.Length / Width;
+        for (int c = 0; c < full; c++)
+        {
+            int i = c * Width;
+            ref Vector256<float> lane = ref acc[c & (Lanes - 1)];
+            lane = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i), Vector256.Create(b.Slice(i, Width)), lane);
+        }
+        if (full < chunks)
+        {
+            int i = full * Width;
+            ref Vector256<float> lane = ref acc[full & (Lanes - 1)];
+            lane = Vector256.FusedMultiplyAdd(Conversions.Load8Padded(a, i), Conversions.Load8Padded(b, i), lane);
+        }
+        return FoldLanes(acc.Slice(0, used));
+    }
+
+    /// <summary>Σ x[i] in the feature-axis order.</summary>
+    public static float Sum(ReadOnlySpan<float> x)
+    {
+        int chunks = (x.Length + Width - 1) / Width;
+        int used = Math.Min(chunks, Lanes);
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
+        acc.Slice(0, used).Clear();
+        int full = x.Length / Width;
+        for (int c = 0; c < full; c++)
+            acc[c & (Lanes - 1)] += Vector256.Create(x.Slice(c * Width, Width));
+        if (full < chunks)
+            acc[full & (Lanes - 1)] += Conversions.Load8Padded(x, full * Width);
+        return FoldLanes(acc.Slice(0, used));
+    }
+
+    /// <summary>Σ x[i]² in the feature-axis order.</summary>
+    public static float SumOfSquares(ReadOnlySpan<float> x) => Dot(x, x);
+
+    /// <summary>Folds the used lanes: each lane's 8 slots by halving, then the lanes by halving (absent lanes are +0).</summary>
+    private static float FoldLanes(ReadOnlySpan<Vector256<float>> lanes)
+    {
+        Span<float> sums = stackalloc float[Lanes];
+        for (int l = 0; l < lanes.Length; l++) sums[l] = FoldSlots(lanes[l]);
+        return FoldHalving(sums.Slice(0, lanes.Length));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float FoldSlots(Vector256<float> v)
+    {
+        Vector128<float> b = v.GetLower() + v.GetUpper();     // s[e] + s[e+4]
+        float c0 = b.GetElement(0) + b.GetElement(2);          // + s[e+2]
+        float c1 = b.GetElement(1) + b.GetElement(3);
+        return c0 + c1;                                        // + s[e+1]
+    }
+
+    /// <summary>
+    /// Folds up to 32 partial sums by halving (v[i] += v[i + h] for h = 16, 8, 4, 2, 1), treating entries past
+    /// <c>values.Length</c> as +0. Overwrites <paramref name="values"/>; returns the total.
+    /// </summary>
+    public static float FoldHalving(Span<float> values)
+    {
+        int n = values.Length;
+        if (n == 0) return 0f;
+        if (n > Slots) throw new ArgumentException($"at most {Slots} partial sums, got {n}.", nameof(values));
+        for (int h = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n) / 2; h >= 1; h /= 2)
+            for (int i = 0; i < h && i + h < n; i++)
+                values[i] += values[i + h];
+        return values[0];
+    }
+
+    /// <summary>Folds up to 32 partial vectors (rows of <paramref name="rows"/>, each <paramref name="width"/> long) by
+    /// halving, elementwise, into row 0. Used for the token-axis attention accumulators.</summary>
+    public static void FoldHalving(Span<float> rows, int count, int width)
+    {
+        if (count > Slots) throw new ArgumentException($"at most {Slots} partial rows, got {count}.", nameof(count));
+        if (count == 0) { rows.Slice(0, width).Clear(); return; }
+        for (int h = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)count) / 2; h >= 1; h /= 2)
+            for (int i = 0; i < h && i + h < count; i++)
+                System.Numerics.Tensors.TensorPrimitives.Add(rows.Slice(i * width, width), rows.Slice((i + h) * width, width), rows.Slice(i * width, width));
+    }
+}

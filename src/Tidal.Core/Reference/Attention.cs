@@ -1,0 +1,232 @@
+using System.Buffers;
+using System.Runtime.Intrinsics;
+using Tidal.Core.Numerics;
+
+namespace Tidal.Core.Reference;
+
+/// <summary>
+/// Decode attention for one new query token with GQA (query head h reads KV head h / groupSize): dense, over a
+/// token range (one split of split-K), or gathered over an index set (TidalDecode's sparse layers, Quest's pages).
+/// </summary>
+/// <remarks>
+/// Canonical arithmetic, per query head, over its token list t_0 … t_{n−1} (ascending positions for dense):
+/// s_j = Dot(q, k_{t_j}) · (1/√d) with Dot in the feature-axis order; m = max s_j (exact); p_j = Exp(s_j − m);
+/// D and O = Σ p_j·v_{t_j} accumulate in the token-axis order (slot j mod 32, fma, fold by halving);
+/// output = O / D (division per element); lse = m + Log(D). An empty list gives output 0 and lse −∞.
+/// Dense attention is this over all positions, so a gathered attention over every position equals it bit for bit.
+/// </remarks>
+public static class Attention
+{
+    private const long ParallelThreshold = 1 << 16;
+
+    /// <summary>Dense attention over positions [0, kv.Length).</summary>
+    /// <param name="q">Queries after RoPE, [nHeads, headDim].</param>
+    /// <param name="kv">The layer's cache, with the current token already appended.</param>
+    /// <param name="output">[nHeads, headDim].</param>
+    /// <param name="logits">Empty, or [nHeads, kv.Length]: receives the scaled pre-softmax logits q·k/√d that
+    /// TidalDecode's selection layers rank.</param>
+    public static void Dense<T>(ReadOnlySpan<float> q, KvView<T> kv, Span<float> output, Span<float> logits = default) where T : unmanaged
+        => Partial(q, kv, 0, kv.Length, output, default, logits);
+
+    /// <summary>
+    /// One split of split-K attention: positions [start, start + count), output normalised within the split and its
+    /// log-sum-exp, ready for <see cref="MergeStates"/>.
+    /// </summary>
+    /// <param name="lse">Empty, or [nHeads].</param>
+    /// <param name="logits">Empty, or [nHeads, count].</param>
+    /// <exception cref="ArgumentException">Shapes disagree, or the range is outside [0, kv.Length).</exception>
+    public static unsafe void Partial<T>(ReadOnlySpan<float> q, KvView<T> kv, int start, int count, Span<float> output,
+        Span<float> lse = default, Span<float> logits = default) where T : unmanaged
+    {
+        int group = kv.GroupSize(q.Length);
+        int heads = q.Length / kv.HeadDim;
+        if (start < 0 || count < 0 || start > kv.Length - count)
+            throw new ArgumentException($"tokens [{start}, {start + count}) lie outside the cache's {kv.Length} positions.", nameof(start));
+        CheckOutputs(heads, kv.HeadDim, output, lse, logits, count);
+        Run(q, kv, group, new TokenSet(start, count, null, 0), output, lse, logits);
+    }
+
+    /// <summary>Sparse attention where every query head has its own index set (the paper's per-head selection).</summary>
+    /// <param name="indices">[nHeads, k] positions, each in [0, kv.Length).</param>
+    /// <param name="k">Entries per head.</param>
+    public static unsafe void SparsePerQueryHead<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int k,
+        Span<float> output, Span<float> lse = default) where T : unmanaged
+    {
+        int group = kv.GroupSize(q.Length);
+        int heads = q.Length / kv.HeadDim;
+        CheckIndices(indices, heads, k, kv.Length);
+        CheckOutputs(heads, kv.HeadDim, output, lse, default, k);
+        fixed (int* p = indices)
+            Run(q, kv, group, new TokenSet(0, k, p, k), output, lse, default);
+    }
+
+    /// <summary>Sparse attention where the query heads of a GQA group share their KV head's index set.</summary>
+    /// <param name="indices">[kvHeads, k] positions, each in [0, kv.Length).</param>
+    /// <param name="k">Entries per KV head.</param>
+    public static unsafe void SparsePerKvHead<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int k,
+        Span<float> output, Span<float> lse = default) where T : unmanaged
+    {
+        int group = kv.GroupSize(q.Length);
+        int heads = q.Length / kv.HeadDim;
+        CheckIndices(indices, kv.KvHeads, k, kv.Length);
+        CheckOutputs(heads, kv.HeadDim, output, lse, default, k);
+        fixed (int* p = indices)
+            Run(q, kv, group, new TokenSet(0, k, p, k, perKvHead: true), output, lse, default);
+    }
+
+    /// <summary>
+    /// Merges split-K partial states: for each head, M = max lse_s, w_s = Exp(lse_s − M), output = Σ w_s·o_s / Σ w_s
+    /// (both sums in split order, the first with fma), lse = M + Log(Σ w_s). All-empty splits give 0 and −∞.
+    /// </summary>
+    /// <param name="outputs">[splits, nHeads, headDim].</param>
+    /// <param name="lses">[splits, nHeads].</param>
+    /// <param name="output">[nHeads, headDim].</param>
+    /// <param name="lse">Empty, or [nHeads].</param>
+    public static void MergeStates(ReadOnlySpan<float> outputs, ReadOnlySpan<float> lses, Span<float> output, Span<float> lse = default)
+    {
+        if (output.IsEmpty) throw new ArgumentException("output is empty.", nameof(output));
+        if (lses.IsEmpty) throw new ArgumentException("no splits to merge.", nameof(lses));
+        if (outputs.Length % output.Length != 0)
+            throw new ArgumentException($"outputs ({outputs.Length}) is not a whole number of outputs of {output.Length}.", nameof(outputs));
+        int splits = outputs.Length / output.Length;
+        if (lses.Length % splits != 0)
+            throw new ArgumentException($"lses ({lses.Length}) is not [splits {splits}, nHeads].", nameof(lses));
+        int heads = lses.Length / splits;
+        if (output.Length % heads != 0)
+            throw new ArgumentException($"output ({output.Length}) is not [nHeads {heads}, headDim].", nameof(output));
+        if (!lse.IsEmpty && lse.Length != heads) throw new ArgumentException($"lse has {lse.Length} elements, expected {heads}.", nameof(lse));
+        int d = output.Length / heads;
+        for (int h = 0; h < heads; h++)
+        {
+            float m = float.NegativeInfinity;
+            for (int s = 0; s < splits; s++) m = MathF.Max(m, lses[s * heads + h]);
+            Span<float> o = output.Slice(h * d, d);
+            o.Clear();
+            if (float.IsNegativeInfinity(m))
+            {
+                // Every split was empty: (−∞) − (−∞) would be NaN, so the merged state is the empty state.
+                if (!lse.IsEmpty) lse[h] = m;
+                continue;
+            }
+            float total = 0f;
+            for (int s = 0; s < splits; s++)
+            {
+                float w = TidalMath.Exp(lses[s * heads + h] - m);
+                total += w;
+                ReadOnlySpan<float> os = outputs.Slice((s * heads + h) * d, d);
+                for (int i = 0; i < d; i++) o[i] = TidalMath.Fma(w, os[i], o[i]);
+            }
+            for (int i = 0; i < d; i++) o[i] /= total;
+            if (!lse.IsEmpty) lse[h] = m + TidalMath.Log(total);
+        }
+    }
+
+    /// <summary>The tokens one head attends: a range, or rows of an index matrix (per query head or per KV head).</summary>
+    private readonly unsafe struct TokenSet(int start, int count, int* indices, int stride, bool perKvHead = false)
+    {
+        public readonly int Count = count;
+
+        public int* Row(int head, int kvHead) => indices == null ? null : indices + (long)(perKvHead ? kvHead : head) * stride;
+
+        public int Position(int* row, int j) => row == null ? start + j : row[j];
+    }
+
+    private static unsafe void Run<T>(ReadOnlySpan<float> q, KvView<T> kv, int group, TokenSet tokens,
+        Span<float> output, Span<float> lse, Span<float> logits) where T : unmanaged
+    {
+        int heads = q.Length / kv.HeadDim;
+        fixed (float* pq = q)
+        fixed (T* pk = kv.Keys)
+        fixed (T* pv = kv.Values)
+        fixed (float* po = output)
+        fixed (float* pl = lse)
+        fixed (float* ps = logits)
+        {
+            var job = new HeadJob<T>(pq, pk, pv, po, pl, ps, kv.Capacity, kv.HeadDim, group, tokens);
+            if ((long)heads * tokens.Count * kv.HeadDim < ParallelThreshold || Environment.ProcessorCount == 1)
+                for (int h = 0; h < heads; h++) job.Run(h);
+            else
+                Parallel.For(0, heads, job.Run);
+        }
+    }
+
+    private readonly unsafe struct HeadJob<T>(float* q, T* keys, T* values, float* output, float* lse, float* logits,
+        int capacity, int headDim, int group, TokenSet tokens) where T : unmanaged
+    {
+        public void Run(int head)
+        {
+            int d = headDim, n = tokens.Count, kvHead = head / group;
+            var qh = new ReadOnlySpan<float>(q + (long)head * d, d);
+            var oh = new Span<float>(output + (long)head * d, d);
+            int* row = tokens.Row(head, kvHead);
+            long headBase = (long)kvHead * capacity * d;
+            float scale = 1f / MathF.Sqrt(d);
+
+            float[] scoresArray = ArrayPool<float>.Shared.Rent(Math.Max(n, 1));
+            float[] slotsArray = ArrayPool<float>.Shared.Rent(Reduction.Slots * (d + 1));
+            try
+            {
+                Span<float> scores = scoresArray.AsSpan(0, n);
+                float m = float.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    var k = new ReadOnlySpan<T>(keys + headBase + (long)tokens.Position(row, j) * d, d);
+                    scores[j] = Reduction.Dot(k, qh) * scale;
+                    m = MathF.Max(m, scores[j]);
+                }
+                if (logits != null) scores.CopyTo(new Span<float>(logits + (long)head * n, n));
+
+                int used = Math.Min(n, Reduction.Slots);
+                Span<float> denominators = slotsArray.AsSpan(0, Reduction.Slots);
+                Span<float> accumulators = slotsArray.AsSpan(Reduction.Slots, Reduction.Slots * d);
+                denominators.Slice(0, used).Clear();
+                accumulators.Slice(0, used * d).Clear();
+                for (int j = 0; j < n; j++)
+                {
+                    float p = TidalMath.Exp(scores[j] - m);
+                    int slot = j & (Reduction.Slots - 1);
+                    denominators[slot] += p;
+                    var v = new ReadOnlySpan<T>(values + headBase + (long)tokens.Position(row, j) * d, d);
+                    AccumulateScaled(p, v, accumulators.Slice(slot * d, d));
+                }
+                float total = Reduction.FoldHalving(denominators.Slice(0, used));
+                Reduction.FoldHalving(accumulators, used, d);
+                for (int i = 0; i < d; i++) oh[i] = n == 0 ? 0f : accumulators[i] / total;
+                if (lse != null) lse[head] = n == 0 ? float.NegativeInfinity : m + TidalMath.Log(total);
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(scoresArray);
+                ArrayPool<float>.Shared.Return(slotsArray);
+            }
+        }
+    }
+
+    /// <summary>acc[i] = fma(p, v[i], acc[i]).</summary>
+    private static void AccumulateScaled<T>(float p, ReadOnlySpan<T> v, Span<float> acc) where T : unmanaged
+    {
+        var pv = Vector256.Create(p);
+        int i = 0;
+        for (; i + 8 <= v.Length; i += 8)
+            Vector256.FusedMultiplyAdd(pv, Conversions.Load8(v, i), Vector256.Create(acc.Slice(i, 8))).CopyTo(acc.Slice(i));
+        for (; i < v.Length; i++) acc[i] = TidalMath.Fma(p, Conversions.ToSingle(v[i]), acc[i]);
+    }
+
+    private static void CheckOutputs(int heads, int d, Span<float> output, Span<float> lse, Span<float> logits, int count)
+    {
+        if (output.Length != heads * d) throw new ArgumentException($"output has {output.Length} elements, expected [{heads}, {d}].", nameof(output));
+        if (!lse.IsEmpty && lse.Length != heads) throw new ArgumentException($"lse has {lse.Length} elements, expected {heads}.", nameof(lse));
+        if (!logits.IsEmpty && logits.Length != (long)heads * count)
+            throw new ArgumentException($"logits has {logits.Length} elements, expected [{heads}, {count}].", nameof(logits));
+    }
+
+    private static void CheckIndices(ReadOnlySpan<int> indices, int rows, int k, int length)
+    {
+        if (k < 0) throw new ArgumentException($"k must be >= 0, got {k}.", nameof(k));
+        if (indices.Length != (long)rows * k)
+            throw new ArgumentException($"indices has {indices.Length} elements, expected [{rows}, {k}].", nameof(indices));
+        for (int i = 0; i < indices.Length; i++)
+            if ((uint)indices[i] >= (uint)length)
+                throw new ArgumentException($"indices[{i}] = {indices[i]} is outside the cache's {length} positions.", nameof(indices));
+    }
+}

@@ -1,0 +1,160 @@
+using Tidal.Core.Numerics;
+
+namespace Tidal.Core.Reference;
+
+/// <summary>Positions that every selection keeps regardless of score.</summary>
+/// <param name="Sinks">The first <c>Sinks</c> positions (attention sinks).</param>
+/// <param name="Window">The last <c>Window</c> positions (recent window).</param>
+public readonly record struct ForcedTokens(int Sinks = 0, int Window = 0);
+
+/// <summary>
+/// Top-k token selection from attention logits, as TidalDecode's selection layers do it. The budget k includes the
+/// current token (the last position), which is always selected, and any forced sinks and recent window; the rest go to
+/// the highest scores, ties broken by the lower position (NaN ranks below −∞). Results are ascending positions.
+/// </summary>
+/// <remarks>
+/// The selection is a radix select on order-preserving 32-bit keys (4 passes of 8 bits, most significant first), the
+/// same algorithm a GPU kernel runs, so both pick identical sets: the threshold key T with fewer than k' keys above it
+/// and at least k' at or above it; every key above T is taken, then keys equal to T in ascending position order.
+/// </remarks>
+public static class TopK
+{
+    /// <summary>
+    /// Selects min(budget, n) positions from <paramref name="scores"/> (score of position t at t; n = scores.Length;
+    /// the current token is n − 1) into the start of <paramref name="selected"/>, ascending. Returns the count.
+    /// </summary>
+    /// <exception cref="ArgumentException">Empty scores, budget ≤ 0, forced tokens exceeding the budget, or a short destination.</exception>
+    public static int Select(ReadOnlySpan<float> scores, int budget, Span<int> selected, ForcedTokens forced = default)
+    {
+        int n = scores.Length;
+        if (n == 0) throw new ArgumentException("scores is empty.", nameof(scores));
+        if (budget <= 0) throw new ArgumentException($"budget must be > 0, got {budget}.", nameof(budget));
+        if (forced.Sinks < 0 || forced.Window < 0) throw new ArgumentException($"sinks and window must be >= 0, got {forced}.", nameof(forced));
+        int count = Math.Min(budget, n);
+        if (selected.Length < count) throw new ArgumentException($"selected holds {selected.Length} but {count} positions are selected.", nameof(selected));
+        if (count == n)
+        {
+            for (int t = 0; t < n; t++) selected[t] = t;
+            return n;
+        }
+
+        Span<byte> taken = n <= 16384 ? stackalloc byte[n] : new byte[n];
+        taken.Clear();
+        int sinks = Math.Min(forced.Sinks, n), windowStart = Math.Max(0, n - Math.Max(forced.Window, 1));
+        int forcedCount = 0;
+        for (int t = 0; t < n; t++)
+            if (t < sinks || t >= windowStart) { taken[t] = 1; forcedCount++; }
+        if (forcedCount > count)
+            throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
+
+        SelectLargest(scores, taken, count - forcedCount);
+        int written = 0;
+        for (int t = 0; t < n; t++) if (taken[t] != 0) selected[written++] = t;
+        return written;
+    }
+
+    /// <summary>Per query head: logits [nHeads, n] → indices [nHeads, min(budget, n)].</summary>
+    public static void SelectPerQueryHead(ReadOnlySpan<float> logits, int heads, int budget, Span<int> indices, ForcedTokens forced = default)
+    {
+        int n = RowLength(logits, heads);
+        int k = Math.Min(budget, n);
+        if (indices.Length != heads * k) throw new ArgumentException($"indices has {indices.Length} elements, expected [{heads}, {k}].", nameof(indices));
+        for (int h = 0; h < heads; h++)
+            Select(logits.Slice(h * n, n), budget, indices.Slice(h * k, k), forced);
+    }
+
+    /// <summary>
+    /// Per KV head: the query heads of each GQA group are aggregated with <see cref="AggregateGroup"/>, then one set is
+    /// selected per group. logits [nHeads, n] → indices [kvHeads, min(budget, n)]. With kvHeads = 1 every head shares one set.
+    /// </summary>
+    public static void SelectPerKvHead(ReadOnlySpan<float> logits, int heads, int kvHeads, int budget, Span<int> indices, ForcedTokens forced = default)
+    {
+        int n = RowLength(logits, heads);
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ArgumentException($"{heads} query heads cannot be grouped into {kvHeads} KV heads.", nameof(kvHeads));
+        int group = heads / kvHeads, k = Math.Min(budget, n);
+        if (indices.Length != kvHeads * k) throw new ArgumentException($"indices has {indices.Length} elements, expected [{kvHeads}, {k}].", nameof(indices));
+        float[] aggregated = new float[n];
+        for (int g = 0; g < kvHeads; g++)
+        {
+            AggregateGroup(logits.Slice(g * group * n, group * n), group, aggregated);
+            Select(aggregated, budget, indices.Slice(g * k, k), forced);
+        }
+    }
+
+    /// <summary>
+    /// Group score of each token: log Σ_h p_h(t), the log of the attention probability mass the group's heads give it,
+    /// computed in log space as LSE_h(s_h(t) − LSE_t'(s_h(t'))) so that sharp heads, whose fp32 probabilities underflow
+    /// to exact zeros, still rank every token. Summing probabilities (rather than logits) ranks a token high when any
+    /// head attends to it strongly, which is what the group's sparse attention must not miss. The per-head LSE uses
+    /// the token-axis order; the sum over heads runs in head order.
+    /// </summary>
+    /// <param name="logits">[group, n].</param>
+    /// <param name="group">Heads in the group.</param>
+    /// <param name="aggregated">[n].</param>
+    public static void AggregateGroup(ReadOnlySpan<float> logits, int group, Span<float> aggregated)
+    {
+        int n = RowLength(logits, group);
+        if (aggregated.Length != n) throw new ArgumentException($"aggregated has {aggregated.Length} elements, expected {n}.", nameof(aggregated));
+        Span<float> lse = stackalloc float[group];
+        for (int h = 0; h < group; h++) lse[h] = Softmax.LogSumExpTokens(logits.Slice(h * n, n));
+        for (int t = 0; t < n; t++)
+        {
+            float m = float.NegativeInfinity;
+            for (int h = 0; h < group; h++) m = MathF.Max(m, logits[h * n + t] - lse[h]);
+            if (float.IsNegativeInfinity(m)) { aggregated[t] = m; continue; }
+            float sum = 0f;
+            for (int h = 0; h < group; h++) sum += TidalMath.Exp(logits[h * n + t] - lse[h] - m);
+            aggregated[t] = m + TidalMath.Log(sum);
+        }
+    }
+
+    /// <summary>Order-preserving key: a larger float gives a larger key; −0 and +0 share one key (equal scores tie);
+    /// NaN gives 0, below −∞.</summary>
+    public static uint OrderedKey(float value)
+    {
+        if (float.IsNaN(value)) return 0;
+        if (value == 0f) return 0x8000_0000u;
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+    }
+
+    /// <summary>Marks the <paramref name="k"/> best unmarked positions in <paramref name="taken"/> (radix select, see the class remarks).</summary>
+    private static void SelectLargest(ReadOnlySpan<float> scores, Span<byte> taken, int k)
+    {
+        if (k == 0) return;
+        Span<int> histogram = stackalloc int[256];
+        uint prefix = 0, mask = 0;
+        int remaining = k;
+        for (int shift = 24; shift >= 0; shift -= 8)
+        {
+            histogram.Clear();
+            for (int t = 0; t < scores.Length; t++)
+            {
+                if (taken[t] != 0) continue;
+                uint key = OrderedKey(scores[t]);
+                if ((key & mask) == prefix) histogram[(int)((key >> shift) & 0xFF)]++;
+            }
+            int digit = 255;
+            for (; digit > 0 && histogram[digit] < remaining; digit--) remaining -= histogram[digit];
+            prefix |= (uint)digit << shift;
+            mask |= 0xFFu << shift;
+        }
+        // Keys above the threshold are all taken; `remaining` of those equal to it go to the lowest positions.
+        for (int t = 0; t < scores.Length; t++)
+        {
+            if (taken[t] != 0) continue;
+            uint key = OrderedKey(scores[t]);
+            if (key > prefix) taken[t] = 2;
+            else if (key == prefix && remaining > 0) { taken[t] = 2; remaining--; }
+        }
+    }
+
+    private static int RowLength(ReadOnlySpan<float> logits, int heads)
+    {
+        if (heads <= 0) throw new ArgumentException($"heads must be > 0, got {heads}.", nameof(heads));
+        if (logits.IsEmpty || logits.Length % heads != 0)
+            throw new ArgumentException($"logits has {logits.Length} elements, not [{heads}, n] with n > 0.", nameof(logits));
+        return logits.Length / heads;
+    }
+}

@@ -1,0 +1,155 @@
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Tidal.Core.Backends;
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+
+namespace Tidal.Core.Tests;
+
+/// <summary>
+/// One suite for every <see cref="IBackend"/>: each operation, driven through the interface, must reproduce the
+/// reference op called directly, bit for bit (top-k sets identical). Subclass per backend.
+/// </summary>
+public abstract class BackendConformanceTests
+{
+    protected abstract IBackend CreateBackend();
+
+    public static Gen<AttentionTests.Problem> SmallProblems =>
+        from kvHeads in Gen.Choose(1, 2) from groupSize in Gen.Choose(1, 3) from d in Gen.Elements(8, 16)
+        from length in Gen.Choose(1, 80) from seed in TestData.Seed
+        select new AttentionTests.Problem(kvHeads, groupSize, d, length + 3, length, seed);
+
+    private static ITensor Put<T>(IBackend backend, T[] data, params int[] dims) where T : unmanaged
+    {
+        ITensor t = backend.Allocate(DTypes.Of<T>(), new Shape(dims));
+        backend.Upload<T>(data, t);
+        return t;
+    }
+
+    private static float[] Get(IBackend backend, ITensor t)
+    {
+        var result = new float[t.Shape.ElementCount];
+        backend.Download<float>(t, result);
+        return result;
+    }
+
+    [Property(MaxTest = 15)]
+    public Property LayerOps_MatchTheReference_Bitwise() =>
+        Prop.ForAll(Gen.Choose(1, 40).ToArbitrary(), TestData.Seed.ToArbitrary(), (n, seed) =>
+        {
+            using IBackend backend = CreateBackend();
+            var random = new Random(seed);
+            float[] x = TestData.Floats(random, n, 3f);
+            BFloat16[] w = TestData.BFloat16s(random, n);
+            Half[] matrix = TestData.Halves(random, 2 * n * n);
+            using ITensor tx = Put(backend, x, n), tw = Put(backend, w, n), tm = Put(backend, matrix, 2 * n, n);
+            using ITensor ty = backend.Allocate(DType.F32, new Shape(n)), tz = backend.Allocate(DType.F32, new Shape(2 * n));
+
+            backend.RmsNorm(tx, tw, 1e-5f, ty);
+            var y = new float[n];
+            RmsNorm.Apply<BFloat16>(x, w, 1e-5f, y);
+            TestData.AssertBitwiseEqual(y, Get(backend, ty), "rmsnorm");
+
+            backend.MatMul(tm, ty, tz);
+            var z = new float[2 * n];
+            Linear.MatVec<Half>(matrix, y, z);
+            TestData.AssertBitwiseEqual(z, Get(backend, tz), "matvec");
+
+            backend.SwiGlu(tz.Slice(0, n), tz.Slice(n, n), ty);
+            Elementwise.SwiGlu(z.AsSpan(0, n), z.AsSpan(n, n), y);
+            TestData.AssertBitwiseEqual(y, Get(backend, ty), "swiglu");
+
+            backend.AddInPlace(tx, ty);
+            Elementwise.AddInPlace(x, y);
+            TestData.AssertBitwiseEqual(x, Get(backend, tx), "residual");
+
+            backend.Embed(tm, 3 % (2 * n), ty);
+            Elementwise.Embed<Half>(matrix, 3 % (2 * n), y);
+            TestData.AssertBitwiseEqual(y, Get(backend, ty), "embed");
+            Assert.Equal(Elementwise.Argmax(y), backend.Argmax(ty));
+        });
+
+    [Property(MaxTest = 15)]
+    public Property AttentionSelectionAndQuest_MatchTheReference_Bitwise() =>
+        Prop.ForAll(SmallProblems.ToArbitrary(), p =>
+        {
+            using IBackend backend = CreateBackend();
+            int d = p.HeadDim, cap = p.Capacity;
+            var rope = new RopeTable(d, 10000f, cap);
+            using ITensor cos = Put(backend, rope.CosTable.ToArray(), cap, d / 2), sin = Put(backend, rope.SinTable.ToArray(), cap, d / 2);
+            using ITensor keys = backend.Allocate(DType.F16, new Shape(p.KvHeads, cap, d)), values = backend.Allocate(DType.F16, new Shape(p.KvHeads, cap, d));
+            int pages = Quest.PageCount(cap);
+            using ITensor min = backend.Allocate(DType.F32, new Shape(p.KvHeads, pages, d)), max = backend.Allocate(DType.F32, new Shape(p.KvHeads, pages, d));
+            var refK = new Half[p.KvHeads * cap * d];
+            var refV = new Half[refK.Length];
+            var refMin = new float[p.KvHeads * pages * d];
+            var refMax = new float[refMin.Length];
+            var random = new Random(p.Seed);
+            for (int t = 0; t < p.Length; t++) // append with RoPE, as decode does
+            {
+                float[] k = TestData.Floats(random, p.KvHeads * d), v = TestData.Floats(random, p.KvHeads * d);
+                using ITensor tk = Put(backend, k, p.KvHeads, d), tv = Put(backend, v, p.KvHeads, d);
+                backend.Rope(tk, cos, sin, t, RopeLayout.HalfSplit);
+                backend.AppendKv(keys, values, tk, tv, t);
+                backend.UpdatePageBounds(tk, t, min, max);
+                rope.Apply(k, t, RopeLayout.HalfSplit);
+                TestData.AssertBitwiseEqual(k, Get(backend, tk), "rope");
+                for (int h = 0; h < p.KvHeads; h++)
+                    for (int i = 0; i < d; i++)
+                    {
+                        refK[(h * cap + t) * d + i] = (Half)k[h * d + i];
+                        refV[(h * cap + t) * d + i] = (Half)v[h * d + i];
+                    }
+                Quest.UpdatePageBounds<float>(k, t, p.KvHeads, refMin, refMax);
+            }
+            var refKv = new KvView<Half>(refK, refV, p.KvHeads, cap, d, p.Length);
+            using ITensor q = Put(backend, p.Q, p.Heads, d), output = backend.Allocate(DType.F32, new Shape(p.Heads, d));
+            using ITensor logits = backend.Allocate(DType.F32, new Shape(p.Heads, cap));
+            backend.Attention(q, keys, values, p.Length, output, logits);
+            var expected = new float[p.Heads * d];
+            var expectedLogits = new float[p.Heads * p.Length];
+            Attention.Dense(p.Q, refKv, expected, expectedLogits);
+            TestData.AssertBitwiseEqual(expected, Get(backend, output), "dense attention");
+            TestData.AssertBitwiseEqual(expectedLogits, Get(backend, logits).AsSpan(0, expectedLogits.Length), "logits");
+
+            int budget = Math.Max(2, p.Length / 3), k2 = Math.Min(budget, p.Length);
+            foreach (int groups in new[] { p.Heads, p.KvHeads })
+            {
+                using ITensor indices = backend.Allocate(DType.I32, new Shape(groups, k2));
+                backend.SelectTopK(logits, p.Length, budget, new ForcedTokens(Sinks: 1), indices);
+                var expectedIndices = new int[groups * k2];
+                if (groups == p.Heads) TopK.SelectPerQueryHead(expectedLogits, p.Heads, budget, expectedIndices, new ForcedTokens(Sinks: 1));
+                else TopK.SelectPerKvHead(expectedLogits, p.Heads, groups, budget, expectedIndices, new ForcedTokens(Sinks: 1));
+                var gotIndices = new int[expectedIndices.Length];
+                backend.Download<int>(indices, gotIndices);
+                Assert.Equal(expectedIndices, gotIndices);
+
+                backend.SparseAttention(q, keys, values, p.Length, indices, output);
+                if (groups == p.Heads) Attention.SparsePerQueryHead(p.Q, refKv, expectedIndices, k2, expected);
+                else Attention.SparsePerKvHead(p.Q, refKv, expectedIndices, k2, expected);
+                TestData.AssertBitwiseEqual(expected, Get(backend, output), "sparse attention");
+            }
+
+            TestData.AssertBitwiseEqual(refMin, Get(backend, min), "quest min");
+            TestData.AssertBitwiseEqual(refMax, Get(backend, max), "quest max");
+            using ITensor pagesIdx = backend.Allocate(DType.I32, new Shape(p.Heads, 2 * Quest.PageSize));
+            int count = backend.SelectPages(q, min, max, p.Length, 2, pagesIdx);
+            var scores = new float[p.Heads * Quest.PageCount(p.Length)];
+            Quest.ScorePages(p.Q, p.Heads, p.KvHeads, refMin, refMax, p.Length, scores);
+            var got = new int[p.Heads * 2 * Quest.PageSize];
+            backend.Download<int>(pagesIdx, got);
+            var tokens = new int[2 * Quest.PageSize];
+            for (int h = 0; h < p.Heads; h++)
+            {
+                int c = Quest.SelectTokens(scores.AsSpan(h * Quest.PageCount(p.Length), Quest.PageCount(p.Length)), 2, p.Length, tokens);
+                Assert.Equal(c, count);
+                Assert.Equal(tokens.Take(c), got.Skip(h * 2 * Quest.PageSize).Take(c));
+            }
+        });
+}
+
+public sealed class CpuBackendTests : BackendConformanceTests
+{
+    protected override IBackend CreateBackend() => new CpuBackend();
+}
