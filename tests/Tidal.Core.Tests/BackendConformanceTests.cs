@@ -133,18 +133,19 @@ public abstract class BackendConformanceTests
 
             TestData.AssertBitwiseEqual(refMin, Get(backend, min), "quest min");
             TestData.AssertBitwiseEqual(refMax, Get(backend, max), "quest max");
-            using ITensor pagesIdx = backend.Allocate(DType.I32, new Shape(p.Heads, 2 * Quest.PageSize));
-            int count = backend.SelectPages(q, min, max, p.Length, 2, pagesIdx);
+            int count = Quest.SelectedTokenCount(p.Length, 2);
+            using ITensor pagesIdx = backend.Allocate(DType.I32, new Shape(p.Heads, count));
+            backend.SelectPages(q, min, max, p.Length, 2, pagesIdx);
             var scores = new float[p.Heads * Quest.PageCount(p.Length)];
             Quest.ScorePages(p.Q, p.Heads, p.KvHeads, refMin, refMax, p.Length, scores);
-            var got = new int[p.Heads * 2 * Quest.PageSize];
+            var got = new int[p.Heads * count];
             backend.Download<int>(pagesIdx, got);
             var tokens = new int[2 * Quest.PageSize];
             for (int h = 0; h < p.Heads; h++)
             {
                 int c = Quest.SelectTokens(scores.AsSpan(h * Quest.PageCount(p.Length), Quest.PageCount(p.Length)), 2, p.Length, tokens);
                 Assert.Equal(c, count);
-                Assert.Equal(tokens.Take(c), got.Skip(h * 2 * Quest.PageSize).Take(c));
+                Assert.Equal(tokens.Take(c), got.Skip(h * count).Take(c));
             }
         });
 }

@@ -48,6 +48,7 @@ public class QuestTests
             float[] scores = TestData.Floats(new Random(p.Seed), pages);
             var tokens = new int[pageBudget * Quest.PageSize];
             int count = Quest.SelectTokens(scores, pageBudget, p.Length, tokens);
+            Assert.Equal(Quest.SelectedTokenCount(p.Length, pageBudget), count);
             Assert.Contains(p.Length - 1, tokens.Take(count));
             Assert.Equal(tokens.Take(count).Order(), tokens.Take(count));
             Assert.True(tokens.Take(count).All(t => t < p.Length));

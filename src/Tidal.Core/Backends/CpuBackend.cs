@@ -133,20 +133,21 @@ public sealed class CpuBackend : IBackend
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
     {
         (int kvHeads, _, int d) = CacheGeometry(keys);
-        int rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows);
-        bool perKvHead = rows == kvHeads && rows != q.Shape.ElementCount / d;
+        int rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows), heads = (int)(q.Shape.ElementCount / d);
         switch (keys.DType)
         {
-            case DType.F32: Sparse(Read<float>(q), Kv<float>(keys, values, length), Read<int>(indices), k, perKvHead, F32(output)); break;
-            case DType.F16: Sparse(Read<float>(q), Kv<Half>(keys, values, length), Read<int>(indices), k, perKvHead, F32(output)); break;
+            case DType.F32: Sparse(Read<float>(q), Kv<float>(keys, values, length), Read<int>(indices), rows, k, heads, F32(output)); break;
+            case DType.F16: Sparse(Read<float>(q), Kv<Half>(keys, values, length), Read<int>(indices), rows, k, heads, F32(output)); break;
             default: throw Unsupported(keys, nameof(keys));
         }
     }
 
-    private static void Sparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int k, bool perKvHead, Span<float> output) where T : unmanaged
+    private static void Sparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int rows, int k, int heads, Span<float> output) where T : unmanaged
     {
-        if (perKvHead) Reference.Attention.SparsePerKvHead(q, kv, indices, k, output);
-        else Reference.Attention.SparsePerQueryHead(q, kv, indices, k, output);
+        if (rows == heads) Reference.Attention.SparsePerQueryHead(q, kv, indices, k, output);
+        else if (rows == kv.KvHeads) Reference.Attention.SparsePerKvHead(q, kv, indices, k, output);
+        else if (rows == 1) Reference.Attention.SparseShared(q, kv, indices, output);
+        else throw new ArgumentException($"indices must have {heads} (per query head), {kv.KvHeads} (per KV head) or 1 (shared) rows, got {rows}.", nameof(indices));
     }
 
     /// <inheritdoc/>
@@ -164,17 +165,16 @@ public sealed class CpuBackend : IBackend
         Quest.UpdatePageBounds(Read<float>(key), position, min.Shape[0], F32(min), F32(max));
 
     /// <inheritdoc/>
-    public int SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices)
+    public void SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices)
     {
         int kvHeads = min.Shape[0], heads = q.Shape[0], pages = Quest.PageCount(length);
         var scores = new float[heads * pages];
         Quest.ScorePages(Read<float>(q), heads, kvHeads, Read<float>(min), Read<float>(max), length, scores);
+        int count = Quest.SelectedTokenCount(length, pageBudget);
         Span<int> target = Host(indices).AsSpan<int>();
-        if (target.Length % heads != 0) throw new ArgumentException($"indices {indices.Shape} is not [{heads}, tokens].", nameof(indices));
-        int perHead = target.Length / heads, count = 0;
+        if (target.Length != heads * count) throw new ArgumentException($"indices {indices.Shape} must be [{heads}, {count}].", nameof(indices));
         for (int h = 0; h < heads; h++)
-            count = Quest.SelectTokens(scores.AsSpan(h * pages, pages), pageBudget, length, target.Slice(h * perHead, perHead));
-        return count;
+            Quest.SelectTokens(scores.AsSpan(h * pages, pages), pageBudget, length, target.Slice(h * count, count));
     }
 
     /// <inheritdoc/>

@@ -48,8 +48,9 @@ public interface IBackend : IDisposable
     void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null);
 
     /// <summary>
-    /// Gathered sparse attention: indices [nHeads, k] (<see cref="Reference.Attention.SparsePerQueryHead{T}"/>) or
-    /// [kvHeads, k] (<see cref="Reference.Attention.SparsePerKvHead{T}"/>), told apart by their first dimension.
+    /// Gathered sparse attention: indices [nHeads, k] (<see cref="Reference.Attention.SparsePerQueryHead{T}"/>),
+    /// [kvHeads, k] (<see cref="Reference.Attention.SparsePerKvHead{T}"/>) or [1, k]
+    /// (<see cref="Reference.Attention.SparseShared{T}"/>), told apart by their first dimension.
     /// </summary>
     void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output);
 
@@ -62,8 +63,11 @@ public interface IBackend : IDisposable
     /// <summary><see cref="Quest.UpdatePageBounds{T}"/>: fold key [kvHeads, d] at position into bounds [kvHeads, maxPages, d].</summary>
     void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max);
 
-    /// <summary>Quest per query head: <see cref="Quest.ScorePages"/> then <see cref="Quest.SelectTokens"/> into indices [nHeads, tokens]; returns the token count per head.</summary>
-    int SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices);
+    /// <summary>
+    /// Quest per query head: <see cref="Quest.ScorePages"/> then <see cref="Quest.SelectTokens"/> into indices
+    /// [nHeads, <see cref="Quest.SelectedTokenCount"/>(length, pageBudget)].
+    /// </summary>
+    void SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices);
 
     /// <summary><see cref="Elementwise.Argmax"/>; waits for pending work.</summary>
     int Argmax(ITensor logits);

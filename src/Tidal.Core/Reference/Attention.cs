@@ -74,6 +74,19 @@ public static class Attention
             Run(q, kv, group, new TokenSet(0, k, p, k, perKvHead: true), output, lse, default);
     }
 
+    /// <summary>Sparse attention where every query head shares one index set.</summary>
+    /// <param name="indices">[k] positions, each in [0, kv.Length).</param>
+    public static unsafe void SparseShared<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices,
+        Span<float> output, Span<float> lse = default) where T : unmanaged
+    {
+        int group = kv.GroupSize(q.Length);
+        int heads = q.Length / kv.HeadDim;
+        CheckIndices(indices, 1, indices.Length, kv.Length);
+        CheckOutputs(heads, kv.HeadDim, output, lse, default, indices.Length);
+        fixed (int* p = indices)
+            Run(q, kv, group, new TokenSet(0, indices.Length, p, 0), output, lse, default);
+    }
+
     /// <summary>
     /// Merges split-K partial states: for each head, M = max lse_s, w_s = Exp(lse_s − M), output = Σ w_s·o_s / Σ w_s
     /// (both sums in split order, the first with fma), lse = M + Log(Σ w_s). All-empty splits give 0 and −∞.
@@ -121,7 +134,8 @@ public static class Attention
         }
     }
 
-    /// <summary>The tokens one head attends: a range, or rows of an index matrix (per query head or per KV head).</summary>
+    /// <summary>The tokens one head attends: a range, or rows of an index matrix (per query head, per KV head, or one
+    /// row shared by all when the stride is 0).</summary>
     private readonly unsafe struct TokenSet(int start, int count, int* indices, int stride, bool perKvHead = false)
     {
         public readonly int Count = count;

@@ -84,6 +84,16 @@ public static class Quest
     }
 
     /// <summary>
+    /// Tokens that <see cref="SelectTokens"/> returns for <paramref name="length"/> positions and
+    /// <paramref name="pageBudget"/> pages: every selected page is full except the current (last) one.
+    /// </summary>
+    public static int SelectedTokenCount(int length, int pageBudget)
+    {
+        int pages = PageCount(length);
+        return pageBudget >= pages ? length : (pageBudget - 1) * PageSize + (length - (pages - 1) * PageSize);
+    }
+
+    /// <summary>
     /// Picks the top <paramref name="pageBudget"/> pages of one head by score (the current, last page always in;
     /// ties to the lower page) and expands them to ascending token positions below <paramref name="length"/>.
     /// Returns the token count.

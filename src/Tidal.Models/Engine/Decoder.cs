@@ -1,0 +1,118 @@
+using Tidal.Core;
+using Tidal.Core.Backends;
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+using Tidal.Models.Config;
+
+namespace Tidal.Models.Engine;
+
+/// <summary>
+/// The Llama forward pass over a few new tokens, written once for every backend. Prefill runs it densely on chunks;
+/// a decode step runs it on one token with a sparse-attention policy.
+/// </summary>
+public static class Decoder
+{
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> at positions [state.Length, state.Length + n), appending their K/V, and leaves
+    /// the last token's logits in <see cref="DecodeState.Logits"/> when <paramref name="computeLogits"/>.
+    /// Chunks of more than one token must use a dense policy.
+    /// </summary>
+    public static void Forward(ModelWeights weights, DecodeState state, ReadOnlySpan<int> tokens, AttentionPolicy policy, bool computeLogits)
+    {
+        if (tokens.Length == 0) return;
+        if (state.Length + tokens.Length > state.Capacity) throw new ContextLengthExceededException(state.Length + tokens.Length, state.Capacity);
+        for (int start = 0; start < tokens.Length; start += state.Chunk)
+        {
+            int n = Math.Min(state.Chunk, tokens.Length - start);
+            ForwardChunk(weights, state, tokens.Slice(start, n), policy, computeLogits && start + n == tokens.Length);
+        }
+    }
+
+    private static void ForwardChunk(ModelWeights w, DecodeState s, ReadOnlySpan<int> tokens, AttentionPolicy policy, bool computeLogits)
+    {
+        IBackend b = w.Backend;
+        LlamaConfig c = w.Config;
+        int n = tokens.Length, pos = s.Length, d = c.HeadDim, qDim = c.Heads * d, kvDim = c.KvHeads * d, ff = c.IntermediateSize;
+        if (n > 1 && policy.Schedule.Any(m => m != LayerAttention.Dense))
+            throw new ArgumentException("a multi-token chunk (prefill) must use dense attention.", nameof(policy));
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"token id outside the vocabulary of {c.VocabSize}.");
+
+        ITensor x = s.X.Slice(0, n), normed = s.Normed.Slice(0, n), qkv = s.Qkv.Slice(0, n), attended = s.Attended.Slice(0, n);
+        ITensor projected = s.Projected.Slice(0, n), gateUp = s.GateUp.Slice(0, n), hidden = s.Hidden.Slice(0, n);
+        for (int r = 0; r < n; r++) b.Embed(w.Embedding, tokens[r], x.Slice(r, 1).Reshape(new Shape(c.HiddenSize)));
+
+        for (int l = 0; l < c.Layers; l++)
+        {
+            LayerWeights lw = w.Layers[l];
+            RowWise(n, r => b.RmsNorm(Row(x, r), lw.AttentionNorm, c.RmsNormEps, Row(normed, r)));
+            b.MatMul(lw.Qkv, normed, qkv);
+            for (int r = 0; r < n; r++)
+            {
+                ITensor row = Row(qkv, r);
+                ITensor q = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(0, c.Heads);
+                ITensor k = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(c.Heads, c.KvHeads);
+                ITensor v = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(c.Heads + c.KvHeads, c.KvHeads);
+                b.Rope(q, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
+                b.Rope(k, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
+                b.AppendKv(s.Keys[l], s.Values[l], k, v, pos + r);
+                b.UpdatePageBounds(k, pos + r, s.PageMin[l], s.PageMax[l]);
+            }
+            for (int r = 0; r < n; r++)
+            {
+                ITensor q = Row(qkv, r).Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(0, c.Heads);
+                Attend(b, s, policy, l, q, pos + r + 1, Row(attended, r).Reshape(new Shape(c.Heads, d)), c);
+            }
+            b.MatMul(lw.Output, attended, projected);
+            b.AddInPlace(x, projected);
+            RowWise(n, r => b.RmsNorm(Row(x, r), lw.MlpNorm, c.RmsNormEps, Row(normed, r)));
+            b.MatMul(lw.GateUp, normed, gateUp);
+            RowWise(n, r => b.SwiGlu(Row(gateUp, r).Reshape(new Shape(2, ff)).Slice(0, 1), Row(gateUp, r).Reshape(new Shape(2, ff)).Slice(1, 1), hidden.Slice(r, 1)));
+            b.MatMul(lw.Down, hidden, projected);
+            b.AddInPlace(x, projected);
+        }
+        s.Length = pos + n;
+        if (!computeLogits) return;
+        b.RmsNorm(Row(x, n - 1), w.FinalNorm, c.RmsNormEps, Row(normed, 0));
+        b.MatMul(w.LmHead, Row(normed, 0), s.Logits);
+    }
+
+    /// <summary>One layer's attention for the token at position length − 1, as the policy's schedule says.</summary>
+    private static void Attend(IBackend b, DecodeState s, AttentionPolicy policy, int layer, ITensor q, int length, ITensor output, LlamaConfig c)
+    {
+        switch (policy.Schedule[layer])
+        {
+            case LayerAttention.Dense:
+                b.Attention(q, s.Keys[layer], s.Values[layer], length, output);
+                break;
+            case LayerAttention.DenseSelect:
+                b.Attention(q, s.Keys[layer], s.Values[layer], length, output, s.AttentionLogits);
+                b.SelectTopK(s.AttentionLogits, length, policy.TokenBudget, policy.Forced, SelectedView(s, policy, length, c));
+                break;
+            case LayerAttention.Reuse:
+                b.SparseAttention(q, s.Keys[layer], s.Values[layer], length, SelectedView(s, policy, length, c), output);
+                break;
+            case LayerAttention.Pages:
+                int count = Quest.SelectedTokenCount(length, policy.PageBudget);
+                ITensor tokens = s.Selected.Slice(0, c.Heads * count).Reshape(new Shape(c.Heads, count));
+                b.SelectPages(q, s.PageMin[layer], s.PageMax[layer], length, policy.PageBudget, tokens);
+                b.SparseAttention(q, s.Keys[layer], s.Values[layer], length, tokens, output);
+                break;
+        }
+    }
+
+    /// <summary>The selected set as [groups, min(budget, length)].</summary>
+    private static ITensor SelectedView(DecodeState s, AttentionPolicy policy, int length, LlamaConfig c)
+    {
+        int groups = policy.Scope switch { SelectionScope.QueryHead => c.Heads, SelectionScope.KvHead => c.KvHeads, _ => 1 };
+        int k = Math.Min(policy.TokenBudget, length);
+        return s.Selected.Slice(0, groups * k).Reshape(new Shape(groups, k));
+    }
+
+    private static ITensor Row(ITensor t, int r) => t.Slice(r, 1).Reshape(t.Shape.Inner);
+
+    private static void RowWise(int n, Action<int> op)
+    {
+        for (int r = 0; r < n; r++) op(r);
+    }
+}

@@ -1,0 +1,54 @@
+using Tidal.Core;
+using Tidal.Core.Backends;
+using Tidal.Models.Config;
+using Tidal.Models.Loading;
+using Tidal.Models.Tokenization;
+
+namespace Tidal.Models.Engine;
+
+/// <summary>A loaded Llama model: config, tokenizer and weights on a backend. Create one <see cref="Session"/> per sequence.</summary>
+public sealed class LlamaModel : IDisposable
+{
+    private LlamaModel(LlamaConfig config, Tokenizer tokenizer, ModelWeights weights)
+    {
+        Config = config;
+        Tokenizer = tokenizer;
+        Weights = weights;
+    }
+
+    /// <summary>The model's shape.</summary>
+    public LlamaConfig Config { get; }
+    /// <summary>Its tokenizer.</summary>
+    public Tokenizer Tokenizer { get; }
+    /// <summary>Its weights.</summary>
+    public ModelWeights Weights { get; }
+
+    /// <summary>
+    /// Loads a Hugging Face model directory (config.json, tokenizer.json, model.safetensors or sharded safetensors).
+    /// </summary>
+    /// <exception cref="ModelFormatException">A file is missing, malformed or does not fit the config.</exception>
+    public static Task<LlamaModel> LoadAsync(string directory, IBackend backend, CancellationToken cancellationToken = default, IProgress<float>? progress = null) =>
+        Task.Run(() => Load(directory, backend, cancellationToken, progress), cancellationToken);
+
+    /// <summary>Synchronous <see cref="LoadAsync"/>.</summary>
+    public static LlamaModel Load(string directory, IBackend backend, CancellationToken cancellationToken = default, IProgress<float>? progress = null)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"model directory '{directory}' not found.");
+        string configPath = Path.Combine(directory, "config.json"), tokenizerPath = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(configPath)) throw new ModelFormatException($"{directory}: config.json is missing.");
+        if (!File.Exists(tokenizerPath)) throw new ModelFormatException($"{directory}: tokenizer.json is missing.");
+        LlamaConfig config = LlamaConfig.FromHuggingFace(configPath);
+        Tokenizer tokenizer = Tokenizer.FromFile(tokenizerPath);
+        using var tensors = new ShardedSafeTensors(directory);
+        return new LlamaModel(config, tokenizer, ModelWeights.Load(tensors, config, backend, cancellationToken, progress));
+    }
+
+    /// <summary>Wraps weights loaded elsewhere (e.g. random weights for benchmarks) with a tokenizer.</summary>
+    public static LlamaModel FromWeights(ModelWeights weights, Tokenizer tokenizer) => new(weights.Config, tokenizer, weights);
+
+    /// <summary>A new sequence with room for <paramref name="maxContext"/> positions.</summary>
+    public Session CreateSession(int maxContext, DType cacheType = DType.F32) => new(this, maxContext, cacheType);
+
+    /// <summary>Frees the weights.</summary>
+    public void Dispose() => Weights.Dispose();
+}

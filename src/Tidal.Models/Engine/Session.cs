@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using Tidal.Core;
+using Tidal.Models.Tokenization;
+
+namespace Tidal.Models.Engine;
+
+/// <summary>
+/// One sequence being decoded: its KV cache and position. Prompts continue the sequence. A cancelled generation
+/// stops between steps and leaves the session usable.
+/// </summary>
+public sealed class Session : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly DecodeState _state;
+    private readonly List<int> _tokens = [];
+    private float[] _logits;
+    private int _correctedUpTo;
+    private int? _unfed; // the last generated token, fed at the start of the next prompt
+
+    internal Session(LlamaModel model, int maxContext, DType cacheType)
+    {
+        _model = model;
+        _state = new DecodeState(model.Config, model.Weights.Backend, maxContext, cacheType);
+        _logits = new float[model.Config.VocabSize];
+    }
+
+    /// <summary>Tokens fed so far (prompt and generated).</summary>
+    public IReadOnlyList<int> Tokens => _tokens;
+
+    /// <summary>Positions this session holds.</summary>
+    public int MaxContext => _state.Capacity;
+
+    /// <summary>Logits after the last token fed.</summary>
+    public ReadOnlySpan<float> Logits => _logits;
+
+    /// <summary>Feeds tokens densely (prefill, in chunks) and computes the last one's logits.</summary>
+    /// <exception cref="ContextLengthExceededException">The tokens do not fit the session's context.</exception>
+    public void Prefill(ReadOnlySpan<int> tokens)
+    {
+        Decoder.Forward(_model.Weights, _state, tokens, AttentionPolicy.Full(_model.Config.Layers), computeLogits: true);
+        foreach (int t in tokens) _tokens.Add(t);
+        _correctedUpTo = _tokens.Count;
+        _model.Weights.Backend.Download<float>(_state.Logits, _logits);
+    }
+
+    /// <summary>
+    /// Feeds one token as a decode step under <paramref name="policy"/> and computes its logits. With cache correction
+    /// on, every <see cref="AttentionPolicy.CorrectionInterval"/> steps the K/V of the tokens decoded since the last
+    /// correction are recomputed densely.
+    /// </summary>
+    public void Step(int token, AttentionPolicy policy)
+    {
+        policy.Validate(_model.Config.Layers);
+        Decoder.Forward(_model.Weights, _state, [token], policy, computeLogits: true);
+        _tokens.Add(token);
+        _model.Weights.Backend.Download<float>(_state.Logits, _logits);
+        if (policy.CorrectionInterval > 0 && _tokens.Count - _correctedUpTo >= policy.CorrectionInterval) CorrectCache();
+    }
+
+    /// <summary>Recomputes, with dense attention, the K/V of every position decoded sparsely since the last correction.</summary>
+    public void CorrectCache()
+    {
+        int end = _state.Length;
+        _state.Length = _correctedUpTo;
+        Decoder.Forward(_model.Weights, _state, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens).Slice(_correctedUpTo, end - _correctedUpTo),
+            AttentionPolicy.Full(_model.Config.Layers), computeLogits: false);
+        _correctedUpTo = end;
+    }
+
+    /// <summary>
+    /// Tokenizes <paramref name="prompt"/> (with BOS when the session is empty), prefills it, then generates and
+    /// streams tokens with their text until a stop condition.
+    /// </summary>
+    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        AttentionPolicy policy = options.Policy ?? AttentionPolicy.Full(_model.Config.Layers);
+        policy.Validate(_model.Config.Layers);
+        Tokenizer tokenizer = _model.Tokenizer;
+        int[] ids = tokenizer.Encode(prompt, addSpecialTokens: _tokens.Count == 0 && _unfed is null);
+        if (_unfed is int carried) ids = [carried, .. ids];
+        _unfed = null;
+        if (_tokens.Count + ids.Length + options.MaxNewTokens > MaxContext)
+            throw new ContextLengthExceededException(_tokens.Count + ids.Length + options.MaxNewTokens, MaxContext);
+        cancellationToken.ThrowIfCancellationRequested();
+        await Task.Yield();
+        Prefill(ids);
+        var sampler = new Sampler(options);
+        var text = new Utf8StreamDecoder();
+        var stops = new StopStringFilter(options.StopStrings);
+        bool stopped = false;
+        for (int i = 0; i < options.MaxNewTokens && !stopped; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int next = sampler.Next(_logits);
+            _unfed = next;
+            if (options.StopAtEndOfSequence && _model.Config.EosTokenIds.Contains(next)) break;
+            string piece = tokenizer.IsSpecial(next) ? "" : text.Push(tokenizer.TokenBytes(next));
+            (string released, stopped) = stops.Push(piece);
+            yield return new GeneratedToken(next, released);
+            if (!stopped && i + 1 < options.MaxNewTokens)
+            {
+                Step(next, policy);
+                _unfed = null;
+            }
+            await Task.Yield();
+        }
+        if (!stopped)
+        {
+            string rest = stops.Push(text.Flush()).Released + stops.Flush();
+            if (rest.Length > 0) yield return new GeneratedToken(-1, rest);
+        }
+    }
+
+    /// <summary>Frees the KV cache and scratch buffers.</summary>
+    public void Dispose() => _state.Dispose();
+}
