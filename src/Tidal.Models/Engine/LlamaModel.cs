@@ -9,7 +9,7 @@ namespace Tidal.Models.Engine;
 /// <summary>A loaded Llama model: config, tokenizer and weights on a backend. Create one <see cref="Session"/> per sequence.</summary>
 public sealed class LlamaModel : IDisposable
 {
-    private LlamaModel(LlamaConfig config, Tokenizer tokenizer, ModelWeights weights)
+    private LlamaModel(LlamaConfig config, Tokenizer? tokenizer, ModelWeights weights)
     {
         Config = config;
         Tokenizer = tokenizer;
@@ -18,8 +18,8 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>The model's shape.</summary>
     public LlamaConfig Config { get; }
-    /// <summary>Its tokenizer.</summary>
-    public Tokenizer Tokenizer { get; }
+    /// <summary>Its tokenizer (null for bare weights, which can still prefill and step token ids).</summary>
+    public Tokenizer? Tokenizer { get; }
     /// <summary>Its weights.</summary>
     public ModelWeights Weights { get; }
 
@@ -43,8 +43,8 @@ public sealed class LlamaModel : IDisposable
         return new LlamaModel(config, tokenizer, ModelWeights.Load(tensors, config, backend, cancellationToken, progress));
     }
 
-    /// <summary>Wraps weights loaded elsewhere (e.g. random weights for benchmarks) with a tokenizer.</summary>
-    public static LlamaModel FromWeights(ModelWeights weights, Tokenizer tokenizer) => new(weights.Config, tokenizer, weights);
+    /// <summary>Wraps weights loaded elsewhere (e.g. random weights for benchmarks), with a tokenizer if text is needed.</summary>
+    public static LlamaModel FromWeights(ModelWeights weights, Tokenizer? tokenizer = null) => new(weights.Config, tokenizer, weights);
 
     /// <summary>A new sequence with room for <paramref name="maxContext"/> positions.</summary>
     public Session CreateSession(int maxContext, DType cacheType = DType.F32) => new(this, maxContext, cacheType);

@@ -76,7 +76,7 @@ public sealed class Session : IDisposable
         options.Validate();
         AttentionPolicy policy = options.Policy ?? AttentionPolicy.Full(_model.Config.Layers);
         policy.Validate(_model.Config.Layers);
-        Tokenizer tokenizer = _model.Tokenizer;
+        Tokenizer tokenizer = _model.Tokenizer ?? throw new InvalidOperationException("the model has no tokenizer; feed token ids with Prefill and Step.");
         int[] ids = tokenizer.Encode(prompt, addSpecialTokens: _tokens.Count == 0 && _unfed is null);
         if (_unfed is int carried) ids = [carried, .. ids];
         _unfed = null;
