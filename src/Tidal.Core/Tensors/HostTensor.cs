@@ -75,6 +75,11 @@ public sealed class HostTensor : IDisposable
     /// <summary>The raw bytes.</summary>
     public ReadOnlySpan<byte> Bytes => _buffer.GetSpan(_offset, checked((int)ByteLength));
 
+    /// <summary>The raw bytes, writable.</summary>
+    /// <exception cref="InvalidOperationException">The memory is read-only (memory-mapped).</exception>
+    public Span<byte> WritableBytes => _buffer.IsWritable ? _buffer.GetSpan(_offset, checked((int)ByteLength))
+        : throw new InvalidOperationException("tensor views read-only (memory-mapped) memory.");
+
     /// <summary>View of index <paramref name="index"/> along the first dimension.</summary>
     public HostTensor Row(int index)
     {

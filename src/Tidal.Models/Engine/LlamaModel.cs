@@ -24,7 +24,8 @@ public sealed class LlamaModel : IDisposable
     public ModelWeights Weights { get; }
 
     /// <summary>
-    /// Loads a Hugging Face model directory (config.json, tokenizer.json, model.safetensors or sharded safetensors).
+    /// Loads a Hugging Face model directory (config.json, tokenizer.json, model.safetensors or sharded safetensors),
+    /// or a GGUF v3 file (F32/F16/BF16) with a tokenizer.json beside it.
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing, malformed or does not fit the config.</exception>
     public static Task<LlamaModel> LoadAsync(string directory, IBackend backend, CancellationToken cancellationToken = default, IProgress<float>? progress = null) =>
@@ -33,6 +34,14 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Synchronous <see cref="LoadAsync"/>.</summary>
     public static LlamaModel Load(string directory, IBackend backend, CancellationToken cancellationToken = default, IProgress<float>? progress = null)
     {
+        if (File.Exists(directory) && directory.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            string tokenizerFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(directory))!, "tokenizer.json");
+            if (!File.Exists(tokenizerFile)) throw new ModelFormatException($"{directory}: tokenizer.json must sit beside the GGUF file.");
+            using var gguf = new GgufFile(directory);
+            LlamaConfig ggufConfig = gguf.ReadConfig();
+            return new LlamaModel(ggufConfig, Tokenizer.FromFile(tokenizerFile), ModelWeights.Load(gguf, ggufConfig, backend, cancellationToken, progress));
+        }
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"model directory '{directory}' not found.");
         string configPath = Path.Combine(directory, "config.json"), tokenizerPath = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(configPath)) throw new ModelFormatException($"{directory}: config.json is missing.");

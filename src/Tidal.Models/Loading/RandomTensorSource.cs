@@ -46,6 +46,9 @@ public sealed class RandomTensorSource : ITensorSource
     /// <inheritdoc/>
     public bool Contains(string name) => _shapes.ContainsKey(name);
 
+    /// <summary>The shape of <paramref name="name"/>.</summary>
+    public Shape ShapeOf(string name) => _shapes.TryGetValue(name, out Shape s) ? s : throw new ModelFormatException($"tensor '{name}' is missing.");
+
     /// <inheritdoc/>
     public HostTensor Get(string name, Shape expected)
     {

@@ -33,6 +33,11 @@ public sealed class SafeTensorsFile : ITensorSource
                 throw new ModelFormatException($"{path}: header length {headerLength} does not fit a file of {length} bytes (truncated or not safetensors).");
             ParseHeader(_buffer.GetSpan(8, (int)headerLength), 8 + headerLength, length);
         }
+        catch (Exception e) when (e is InvalidOperationException or JsonException or FormatException or ArgumentException or OverflowException or KeyNotFoundException)
+        {
+            _buffer.Dispose();
+            throw new ModelFormatException($"{path}: malformed safetensors header ({e.Message}).", e);
+        }
         catch
         {
             _buffer.Dispose();
