@@ -4,7 +4,7 @@ using FsCheck.Fluent;
 namespace Tidal.Core.Tests;
 
 /// <summary>Seeded random data and FsCheck generators shared by the property tests.</summary>
-internal static class TestData
+public static class TestData
 {
     /// <summary>Unit roundoff of binary32.</summary>
     public const double Eps = 5.9604644775390625e-8;

@@ -13,6 +13,9 @@ public sealed class CpuBackend : IBackend
     public string Name => $"CPU (SIMD reference, {Environment.ProcessorCount} threads)";
 
     /// <inheritdoc/>
+    public DType KvCacheType => DType.F32;
+
+    /// <inheritdoc/>
     public ITensor Allocate(DType type, Shape shape) => new CpuTensor(HostTensor.Allocate(type, shape));
 
     /// <summary>Wraps an existing host tensor (e.g. memory-mapped weights) without copying; the caller keeps owning it.</summary>

@@ -14,6 +14,9 @@ public interface IBackend : IDisposable
     /// <summary>What runs the operations, e.g. "CPU (SIMD reference, 2 threads)" or "CUDA: NVIDIA H100".</summary>
     string Name { get; }
 
+    /// <summary>The dtype this backend keeps KV caches in (the CPU reference: F32; GPUs: F16).</summary>
+    DType KvCacheType { get; }
+
     /// <summary>A zeroed tensor.</summary>
     ITensor Allocate(DType type, Shape shape);
 

@@ -55,8 +55,8 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Wraps weights loaded elsewhere (e.g. random weights for benchmarks), with a tokenizer if text is needed.</summary>
     public static LlamaModel FromWeights(ModelWeights weights, Tokenizer? tokenizer = null) => new(weights.Config, tokenizer, weights);
 
-    /// <summary>A new sequence with room for <paramref name="maxContext"/> positions.</summary>
-    public Session CreateSession(int maxContext, DType cacheType = DType.F32) => new(this, maxContext, cacheType);
+    /// <summary>A new sequence with room for <paramref name="maxContext"/> positions (KV cache in the backend's <see cref="IBackend.KvCacheType"/> unless given).</summary>
+    public Session CreateSession(int maxContext, DType? cacheType = null) => new(this, maxContext, cacheType ?? Weights.Backend.KvCacheType);
 
     /// <summary>Frees the weights.</summary>
     public void Dispose() => Weights.Dispose();

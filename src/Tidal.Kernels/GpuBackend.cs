@@ -1,0 +1,347 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Tidal.Core;
+using Tidal.Core.Backends;
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+using Tidal.Kernels.Accelerators;
+using Tidal.Kernels.Kernels;
+
+namespace Tidal.Kernels;
+
+/// <summary>
+/// The ILGPU backend: every <see cref="IBackend"/> operation is a kernel, on CUDA or on ILGPU's CPU accelerator, and
+/// reproduces Tidal.Core's reference bit for bit (dense attention longer than <see cref="SplitSize"/> positions equals
+/// the reference's split-K partials merged with <see cref="Attention.MergeStates"/>). Kernels are compiled once, here.
+/// KV caches must be F16. Operations are queued on the accelerator's stream; downloads wait for them.
+/// </summary>
+public sealed class GpuBackend : IBackend
+{
+    /// <summary>Positions per split of decode attention.</summary>
+    public const int SplitSize = 512;
+
+    private readonly TidalAccelerator _device;
+    private readonly ElementwiseKernels _elementwise;
+    private readonly RmsNormKernel _rmsNorm;
+    private readonly MatVecKernel _matVec;
+    private readonly RopeKernel _rope;
+    private readonly AppendKvKernel _append;
+    private readonly DecodeAttentionKernel _attention;
+    private readonly MergeStatesKernel _merge;
+    private readonly GroupScoreKernel _groupScore;
+    private readonly TopKSelectKernel _topK;
+    private readonly QuestPagesKernel _pages;
+    private readonly ArgmaxKernel _argmax;
+    private readonly Dictionary<string, MemoryBuffer1D<byte, Stride1D.Dense>> _scratch = [];
+
+    /// <summary>Creates the accelerator <paramref name="kind"/> asks for and compiles every kernel.</summary>
+    public GpuBackend(DeviceKind kind = DeviceKind.Auto)
+    {
+        _device = TidalAccelerator.Create(kind);
+        Accelerator a = _device.Accelerator;
+        _elementwise = new ElementwiseKernels(a);
+        _rmsNorm = new RmsNormKernel(a);
+        _matVec = new MatVecKernel(a);
+        _rope = new RopeKernel(a);
+        _append = new AppendKvKernel(a);
+        _attention = new DecodeAttentionKernel(a);
+        _merge = new MergeStatesKernel(a);
+        _groupScore = new GroupScoreKernel(a);
+        _topK = new TopKSelectKernel(a);
+        _pages = new QuestPagesKernel(a);
+        _argmax = new ArgmaxKernel(a);
+    }
+
+    /// <inheritdoc/>
+    public string Name => _device.Description;
+
+    /// <summary>The accelerator (for timing and interop).</summary>
+    public Accelerator Accelerator => _device.Accelerator;
+
+    /// <inheritdoc/>
+    public DType KvCacheType => DType.F16;
+
+    /// <inheritdoc/>
+    public ITensor Allocate(DType type, Shape shape)
+    {
+        MemoryBuffer1D<byte, Stride1D.Dense> buffer = _device.Allocate(checked(shape.ElementCount * type.SizeOf()));
+        buffer.MemSetToZero();
+        return new GpuTensor(buffer, buffer.View, type, shape);
+    }
+
+    /// <inheritdoc/>
+    public void Upload<T>(ReadOnlySpan<T> source, ITensor destination) where T : unmanaged
+    {
+        GpuTensor t = Gpu(destination);
+        CheckType<T>(t, nameof(destination));
+        if (source.Length != t.Shape.ElementCount)
+            throw new ArgumentException($"source has {source.Length} elements but the tensor {t.Shape} holds {t.Shape.ElementCount}.", nameof(source));
+        t.View.Cast<T>().SubView(0, source.Length).CopyFromCPU(source);
+    }
+
+    /// <inheritdoc/>
+    public void Download<T>(ITensor source, Span<T> destination) where T : unmanaged
+    {
+        GpuTensor t = Gpu(source);
+        CheckType<T>(t, nameof(source));
+        if (destination.Length != t.Shape.ElementCount)
+            throw new ArgumentException($"destination has {destination.Length} elements but the tensor {t.Shape} holds {t.Shape.ElementCount}.", nameof(destination));
+        Accelerator.Synchronize();
+        t.View.Cast<T>().SubView(0, destination.Length).CopyToCPU(destination);
+    }
+
+    /// <inheritdoc/>
+    public void Embed(ITensor table, int token, ITensor output)
+    {
+        int vocab = table.Shape[0], dim = table.Shape[1];
+        if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {vocab}.");
+        _elementwise.LaunchEmbed(Gpu(table).View, FormatOf(table), token, dim, F32(output, dim));
+    }
+
+    /// <inheritdoc/>
+    public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
+    {
+        int n = (int)weight.Shape.ElementCount;
+        if (x.Shape.ElementCount != n || y.Shape.ElementCount != n) throw new ArgumentException($"x and y must hold {n} elements like the weight.", nameof(x));
+        _rmsNorm.Launch(F32(x, n), Gpu(weight).View, FormatOf(weight), F32(y, n), 1, n, eps);
+    }
+
+    /// <inheritdoc/>
+    public void MatMul(ITensor weight, ITensor x, ITensor y)
+    {
+        if (weight.Shape.Rank != 2) throw new ArgumentException($"weight must be [rows, cols], got {weight.Shape}.", nameof(weight));
+        int rows = weight.Shape[0], cols = weight.Shape[1];
+        if (x.Shape.ElementCount % cols != 0) throw new ArgumentException($"x ({x.Shape}) is not [batch, {cols}].", nameof(x));
+        int batch = (int)(x.Shape.ElementCount / cols);
+        if (y.Shape.ElementCount != (long)batch * rows) throw new ArgumentException($"y ({y.Shape}) is not [{batch}, {rows}].", nameof(y));
+        _matVec.Launch(Gpu(weight).View, FormatOf(weight), F32(x, batch * cols), F32(y, batch * rows), rows, cols, batch);
+    }
+
+    /// <inheritdoc/>
+    public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
+    {
+        int half = cos.Shape[cos.Shape.Rank - 1], d = 2 * half;
+        if ((uint)position >= (uint)cos.Shape[0]) throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}).");
+        if (x.Shape.ElementCount % d != 0) throw new ArgumentException($"x ({x.Shape}) is not [heads, {d}].", nameof(x));
+        int heads = (int)(x.Shape.ElementCount / d);
+        _rope.Launch(F32(x, heads * d), F32(cos, (int)cos.Shape.ElementCount), F32(sin, (int)sin.Shape.ElementCount), heads, d, position, layout == RopeLayout.Interleaved ? 1 : 0);
+    }
+
+    /// <inheritdoc/>
+    public void AddInPlace(ITensor x, ITensor y)
+    {
+        int n = (int)x.Shape.ElementCount;
+        if (y.Shape.ElementCount != n) throw new ArgumentException($"y has {y.Shape.ElementCount} elements but x has {n}.", nameof(y));
+        _elementwise.LaunchAddInPlace(F32(x, n), F32(y, n), n);
+    }
+
+    /// <inheritdoc/>
+    public void SwiGlu(ITensor gate, ITensor up, ITensor output)
+    {
+        int n = (int)gate.Shape.ElementCount;
+        if (up.Shape.ElementCount != n || output.Shape.ElementCount != n) throw new ArgumentException("gate, up and output must have one length.", nameof(up));
+        _elementwise.LaunchSwiGlu(F32(gate, n), F32(up, n), F32(output, n), n);
+    }
+
+    /// <inheritdoc/>
+    public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
+    {
+        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
+            throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
+        if ((uint)position >= (uint)capacity) throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions.");
+        var shape = new AppendKvKernel.AppendShape { KvHeads = kvHeads, Capacity = capacity, HeadDim = d, Position = position, Pages = 0, WriteCache = 1 };
+        ArrayView<float> none = Scratch("none", DType.F32, 1).Cast<float>();
+        _append.Launch(F32(k, kvHeads * d), F32(v, kvHeads * d), Gpu(keys).View.Cast<ushort>(), Gpu(values).View.Cast<ushort>(), none, none, shape);
+    }
+
+    /// <inheritdoc/>
+    public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max)
+    {
+        int kvHeads = min.Shape[0], pages = min.Shape[1], d = min.Shape[2];
+        if (key.Shape.ElementCount != (long)kvHeads * d) throw new ArgumentException($"key must be [{kvHeads}, {d}], got {key.Shape}.", nameof(key));
+        if (position < 0 || position / Quest.PageSize >= pages) throw new ArgumentException($"position {position} is outside {pages} pages.", nameof(position));
+        var shape = new AppendKvKernel.AppendShape { KvHeads = kvHeads, Capacity = 0, HeadDim = d, Position = position, Pages = pages, WriteCache = 0 };
+        ArrayView<ushort> none = Scratch("none", DType.F32, 1).Cast<ushort>();
+        _append.Launch(F32(key, kvHeads * d), F32(key, kvHeads * d), none, none, F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), shape);
+    }
+
+    /// <inheritdoc/>
+    public void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null) =>
+        RunAttention(q, keys, values, DecodeAttentionKernel.Modes.Range, length, length, null, output, logits);
+
+    /// <inheritdoc/>
+    public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
+    {
+        (int kvHeads, _, int d) = CacheGeometry(keys);
+        int heads = (int)(q.Shape.ElementCount / d), rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows);
+        int mode = rows == heads ? DecodeAttentionKernel.Modes.PerQueryHead
+            : rows == kvHeads ? DecodeAttentionKernel.Modes.PerKvHead
+            : rows == 1 ? DecodeAttentionKernel.Modes.Shared
+            : throw new ArgumentException($"indices must have {heads} (per query head), {kvHeads} (per KV head) or 1 (shared) rows, got {rows}.", nameof(indices));
+        RunAttention(q, keys, values, mode, k, length, indices, output, null);
+    }
+
+    private void RunAttention(ITensor q, ITensor keys, ITensor values, int mode, int count, int length, ITensor? indices, ITensor output, ITensor? logits)
+    {
+        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        if (keys.DType != DType.F16 || values.DType != DType.F16) throw new ArgumentException("the GPU backend keeps KV caches in F16.", nameof(keys));
+        if (q.Shape.ElementCount % d != 0) throw new ArgumentException($"q ({q.Shape}) is not [heads, {d}].", nameof(q));
+        int heads = (int)(q.Shape.ElementCount / d);
+        if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads cannot share {kvHeads} KV heads.", nameof(q));
+        if ((uint)length > (uint)capacity) throw new ArgumentException($"length {length} exceeds the cache's {capacity} positions.", nameof(length));
+        if (output.Shape.ElementCount != (long)heads * d) throw new ArgumentException($"output must be [{heads}, {d}].", nameof(output));
+        int splits = DecodeAttentionKernel.SplitCount(count, SplitSize);
+        var args = new DecodeAttentionKernel.Args
+        {
+            Q = F32(q, heads * d),
+            Keys = Gpu(keys).View,
+            Values = Gpu(values).View,
+            Output = splits == 1 ? F32(output, heads * d) : Scratch("partials", DType.F32, (long)splits * heads * d).Cast<float>(),
+            Lse = Scratch("lse", DType.F32, (long)splits * heads).Cast<float>(),
+            Logits = logits is null ? Scratch("none", DType.F32, 1).Cast<float>() : F32(logits, (int)logits.Shape.ElementCount),
+            Indices = indices is null ? Scratch("none", DType.F32, 1).Cast<int>() : Gpu(indices).View.Cast<int>(),
+            Mode = mode,
+            Count = count,
+            Start = 0,
+            Capacity = capacity,
+            HeadDim = d,
+            Group = heads / kvHeads,
+            Heads = heads,
+            SplitSize = SplitSize,
+            WriteLogits = logits is null ? 0 : 1,
+            Scale = 1f / MathF.Sqrt(d),
+        };
+        if (logits is not null && logits.Shape.ElementCount < (long)heads * count) throw new ArgumentException($"logits must hold [{heads}, {count}].", nameof(logits));
+        _attention.Launch(args);
+        if (splits > 1)
+            _merge.Launch(args.Output, args.Lse, F32(output, heads * d), Scratch("mergedLse", DType.F32, heads).Cast<float>(), splits, heads, d);
+    }
+
+    /// <inheritdoc/>
+    public void SelectTopK(ITensor logits, int length, int budget, ForcedTokens forced, ITensor indices)
+    {
+        int heads = logits.Shape[0], groups = indices.Shape[0], k = Math.Min(budget, length);
+        if (budget <= 0) throw new ArgumentException($"budget must be > 0, got {budget}.", nameof(budget));
+        if (groups <= 0 || heads % groups != 0) throw new ArgumentException($"{heads} heads cannot form {groups} selection groups.", nameof(indices));
+        if (indices.Shape.ElementCount != (long)groups * k) throw new ArgumentException($"indices must be [{groups}, {k}], got {indices.Shape}.", nameof(indices));
+        CheckForced(length, budget, forced);
+        ArrayView<float> scores = F32(logits, heads * length);
+        if (groups != heads)
+        {
+            ArrayView<float> aggregated = Scratch("aggregated", DType.F32, (long)groups * length).Cast<float>();
+            _groupScore.Launch(scores, Scratch("groupLse", DType.F32, heads).Cast<float>(), aggregated, heads, groups, length);
+            scores = aggregated;
+        }
+        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window }, groups);
+    }
+
+    /// <inheritdoc/>
+    public void SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices)
+    {
+        int kvHeads = min.Shape[0], maxPages = min.Shape[1], d = min.Shape[2], heads = (int)(q.Shape.ElementCount / d);
+        int pages = Quest.PageCount(length), kp = Math.Min(pageBudget, pages), count = Quest.SelectedTokenCount(length, pageBudget);
+        if (pages > maxPages) throw new ArgumentException($"{length} tokens need {pages} pages but the bounds hold {maxPages}.", nameof(length));
+        if (indices.Shape.ElementCount != (long)heads * count) throw new ArgumentException($"indices must be [{heads}, {count}].", nameof(indices));
+        ArrayView<float> scores = Scratch("pageScores", DType.F32, (long)heads * pages).Cast<float>();
+        _pages.LaunchScore(F32(q, heads * d), F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), scores,
+            new QuestPagesKernel.PageShape { Heads = heads, Group = heads / kvHeads, HeadDim = d, Pages = pages, MaxPages = maxPages, Scale = 1f / MathF.Sqrt(d) });
+        ArrayView<int> selected = Scratch("pages", DType.I32, (long)heads * kp).Cast<int>();
+        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1 }, heads);
+        _pages.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
+    }
+
+    /// <inheritdoc/>
+    public int Argmax(ITensor logits)
+    {
+        ArrayView<int> result = Scratch("argmax", DType.I32, 1).Cast<int>();
+        _argmax.Launch(F32(logits, (int)logits.Shape.ElementCount), result, (int)logits.Shape.ElementCount);
+        var host = new int[1];
+        Accelerator.Synchronize();
+        result.SubView(0, 1).CopyToCPU(host);
+        return host[0];
+    }
+
+    /// <summary>Frees scratch buffers, the accelerator and its context (tensors must be disposed first).</summary>
+    public void Dispose()
+    {
+        foreach (var b in _scratch.Values) b.Dispose();
+        _scratch.Clear();
+        _device.Dispose();
+    }
+
+    private static void CheckForced(int length, int budget, ForcedTokens forced)
+    {
+        if (budget >= length) return;
+        int sinks = Math.Min(forced.Sinks, length), windowStart = Math.Max(0, length - Math.Max(forced.Window, 1));
+        int forcedCount = sinks + (length - windowStart) - Math.Max(0, sinks - windowStart);
+        if (forcedCount > budget)
+            throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
+    }
+
+    /// <summary>A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand.</summary>
+    private ArrayView<byte> Scratch(string name, DType type, long count)
+    {
+        long bytes = Math.Max(count, 1) * type.SizeOf();
+        if (!_scratch.TryGetValue(name, out var buffer) || buffer.Length < bytes)
+        {
+            buffer?.Dispose();
+            _scratch[name] = buffer = _device.Allocate(Math.Max(bytes, 256));
+        }
+        return buffer.View;
+    }
+
+    private static GpuTensor Gpu(ITensor tensor) =>
+        tensor as GpuTensor ?? throw new ArgumentException($"tensor belongs to another backend ({tensor.GetType().Name}).", nameof(tensor));
+
+    private static int FormatOf(ITensor t) => t.DType switch
+    {
+        DType.F32 => Format.F32,
+        DType.F16 => Format.F16,
+        DType.BF16 => Format.BF16,
+        _ => throw new ArgumentException($"{t.DType} is not a weight type.", nameof(t)),
+    };
+
+    private static ArrayView<float> F32(ITensor t, long count)
+    {
+        if (t.DType != DType.F32) throw new ArgumentException($"expected an F32 tensor, got {t.DType}.", nameof(t));
+        if (t.Shape.ElementCount < count) throw new ArgumentException($"tensor {t.Shape} is smaller than {count} elements.", nameof(t));
+        return Gpu(t).View.Cast<float>();
+    }
+
+    private static void CheckType<T>(ITensor t, string name) where T : unmanaged
+    {
+        if (DTypes.Of<T>() != t.DType) throw new ArgumentException($"tensor holds {t.DType}, not {typeof(T).Name}.", name);
+    }
+
+    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) =>
+        cache.Shape.Rank == 3 ? (cache.Shape[0], cache.Shape[1], cache.Shape[2])
+            : throw new ArgumentException($"a KV cache is [kvHeads, capacity, headDim], got {cache.Shape}.", nameof(cache));
+
+    private sealed class GpuTensor(MemoryBuffer1D<byte, Stride1D.Dense>? owner, ArrayView<byte> view, DType type, Shape shape) : ITensor
+    {
+        public ArrayView<byte> View { get; } = view;
+        public DType DType { get; } = type;
+        public Shape Shape { get; } = shape;
+
+        public ITensor Slice(int start, int count)
+        {
+            if (Shape.Rank == 0 || start < 0 || count < 0 || start > Shape[0] - count)
+                throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) of a tensor with shape {Shape}.");
+            Span<int> dims = stackalloc int[Shape.Rank];
+            Shape.Dims.CopyTo(dims);
+            dims[0] = count;
+            long rowBytes = Shape.Inner.ElementCount * DType.SizeOf();
+            return new GpuTensor(null, View.SubView(start * rowBytes, Math.Max(count * rowBytes, 1)), DType, new Shape(dims));
+        }
+
+        public ITensor Reshape(Shape shape)
+        {
+            if (shape.ElementCount != Shape.ElementCount)
+                throw new ArgumentException($"cannot reshape {Shape} ({Shape.ElementCount} elements) to {shape}.", nameof(shape));
+            return new GpuTensor(null, View, DType, shape);
+        }
+
+        public void Dispose() => owner?.Dispose();
+    }
+}

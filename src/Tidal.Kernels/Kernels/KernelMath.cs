@@ -1,0 +1,233 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Tidal.Kernels.Kernels;
+
+/// <summary>
+/// Arithmetic that rounds exactly as Tidal.Core's reference does. On CUDA each operation is one PTX instruction with
+/// an explicit rounding mode (fma.rn, mul.rn, add.rn, sub.rn), so ptxas can neither contract a multiply and an add into
+/// an fma nor split an fma; on ILGPU's CPU accelerator the same C# operations run. Exp and Log are TidalMath's
+/// algorithms, operation for operation.
+/// </summary>
+public static class KernelMath
+{
+    /// <summary>fma.rn.f32.</summary>
+    public static float Fma(float a, float b, float c)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("fma.rn.f32 %0, %1, %2, %3;", out float r, a, b, c);
+            return r;
+        }
+        return MathF.FusedMultiplyAdd(a, b, c);
+    }
+
+    /// <summary>mul.rn.f32 (never contracted into an fma).</summary>
+    public static float Mul(float a, float b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("mul.rn.f32 %0, %1, %2;", out float r, a, b);
+            return r;
+        }
+        return a * b;
+    }
+
+    /// <summary>add.rn.f32.</summary>
+    public static float Add(float a, float b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("add.rn.f32 %0, %1, %2;", out float r, a, b);
+            return r;
+        }
+        return a + b;
+    }
+
+    /// <summary>sub.rn.f32.</summary>
+    public static float Sub(float a, float b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("sub.rn.f32 %0, %1, %2;", out float r, a, b);
+            return r;
+        }
+        return a - b;
+    }
+
+    /// <summary>Tidal.Core.Numerics.TidalMath.Exp, operation for operation.</summary>
+    public static float Exp(float x)
+    {
+        if (!(x > -104f)) return float.IsNaN(x) ? x : 0f;
+        if (x > 88.72283935546875f) return float.PositiveInfinity;
+        float n = Sub(Fma(x, 1.44269504088896341f, 12582912f), 12582912f);
+        float r = Fma(n, -0.693145751953125f, x);
+        r = Fma(n, -1.42860682030941723212e-6f, r);
+        float p = 1f / 5040f;
+        p = Fma(p, r, 1f / 720f);
+        p = Fma(p, r, 1f / 120f);
+        p = Fma(p, r, 1f / 24f);
+        p = Fma(p, r, 1f / 6f);
+        p = Fma(p, r, 0.5f);
+        p = Fma(p, r, 1f);
+        p = Fma(p, r, 1f);
+        int e = (int)n;
+        if (e < -126) { p = Mul(p, 5.42101086242752217e-20f); e += 64; }
+        if (e > 127) { p = Mul(p, 2f); e -= 1; }
+        return Mul(p, Interop.IntAsFloat((uint)((e + 127) << 23)));
+    }
+
+    /// <summary>Tidal.Core.Numerics.TidalMath.Log, operation for operation.</summary>
+    public static float Log(float x)
+    {
+        if (float.IsNaN(x) || x < 0f) return float.NaN;
+        if (x == 0f) return float.NegativeInfinity;
+        if (x == float.PositiveInfinity) return x;
+        int bias = 0;
+        if (x < 1.17549435e-38f) { x = Mul(x, 18446744073709551616f); bias = -64; }
+        int bits = (int)Interop.FloatAsInt(x);
+        int e = ((bits >> 23) & 0xFF) - 127 + bias;
+        float m = Interop.IntAsFloat((uint)((bits & 0x007F_FFFF) | 0x3F80_0000));
+        if (m > 1.41421356f) { m = Mul(m, 0.5f); e += 1; }
+        float f = Sub(m, 1f);
+        float s = f / Add(2f, f);
+        float z = Mul(s, s);
+        float q = Fma(z, 1f / 9f, 1f / 7f);
+        q = Fma(q, z, 1f / 5f);
+        q = Fma(q, z, 1f / 3f);
+        float twoS = Add(s, s);
+        float logM = Fma(twoS, Mul(z, q), twoS);
+        float fe = e;
+        return Fma(fe, 0.693145751953125f, Fma(fe, 1.42860682030941723212e-6f, logM));
+    }
+
+    /// <summary>SiLU(x) = x / (1 + e^−x).</summary>
+    public static float Silu(float x) => x / Add(1f, Exp(-x));
+
+    /// <summary>
+    /// F16 bits → float, exactly: the magnitude moves into binary32 position and one exact multiply by 2^112 re-biases
+    /// the exponent (subnormals included); Inf/NaN keep their payload. (Bit ops rather than ILGPU.Half, whose CPU
+    /// emulation must not be trusted to round like the hardware.)
+    /// </summary>
+    public static float HalfToFloat(uint bits)
+    {
+        uint sign = (bits & 0x8000u) << 16, magnitude = bits & 0x7FFFu;
+        if (magnitude >= 0x7C00u) return Interop.IntAsFloat(sign | 0x7F80_0000u | ((magnitude & 0x3FFu) << 13));
+        return Interop.IntAsFloat(Interop.FloatAsInt(Mul(Interop.IntAsFloat(magnitude << 13), 5.192296858534828e33f)) | sign);
+    }
+
+    /// <summary>BF16 bits → float (exact).</summary>
+    public static float BFloat16ToFloat(uint bits) => Interop.IntAsFloat((bits & 0xFFFF) << 16);
+
+    /// <summary>float → F16 bits, round to nearest even (System.Half's rule), NaN kept quiet, overflow to ∞.</summary>
+    public static ushort FloatToHalf(float value)
+    {
+        uint x = Interop.FloatAsInt(value);
+        uint sign = (x >> 16) & 0x8000u, magnitude = x & 0x7FFF_FFFFu;
+        if (magnitude >= 0x7F80_0000u)
+            return (ushort)(sign | 0x7C00u | (magnitude > 0x7F80_0000u ? 0x200u | ((magnitude >> 13) & 0x3FFu) : 0u));
+        if (magnitude >= 0x477F_F000u) return (ushort)(sign | 0x7C00u); // ≥ 65520 rounds past the largest half
+        if (magnitude < 0x3880_0000u)
+        {
+            // Subnormal result: m·2^-24 with m = round-half-even(|value|·2^24); the scaling is exact, and adding then
+            // subtracting 2^23 rounds to an integer under round-to-nearest-even.
+            float scaled = Mul(Interop.IntAsFloat(magnitude), 16777216f);
+            float rounded = Sub(Add(scaled, 8388608f), 8388608f);
+            return (ushort)(sign | (uint)rounded);
+        }
+        uint rebased = magnitude - 0x3800_0000u;
+        return (ushort)(sign | ((rebased + 0xFFFu + ((rebased >> 13) & 1u)) >> 13));
+    }
+
+    /// <summary>Folds a lane's 8 slots in the feature-axis order: ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).</summary>
+    public static float FoldSlots(in Vec8 s) => Add(Add(Add(s.F0, s.F4), Add(s.F2, s.F6)), Add(Add(s.F1, s.F5), Add(s.F3, s.F7)));
+
+    /// <summary>Folds lane values by halving over groups of <paramref name="width"/> lanes (a power of two ≤ 32); every lane of a group ends with the group's sum.</summary>
+    public static float FoldLanes(float v, int width)
+    {
+        for (int h = width / 2; h >= 1; h /= 2) v = Add(v, Warp.ShuffleXor(v, h));
+        return v;
+    }
+
+    /// <summary>The order-preserving key of Tidal.Core.Reference.TopK.OrderedKey.</summary>
+    public static uint OrderedKey(float value)
+    {
+        if (float.IsNaN(value)) return 0;
+        if (value == 0f) return 0x8000_0000u;
+        uint bits = Interop.FloatAsInt(value);
+        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+    }
+}
+
+/// <summary>Eight floats: one 16-byte chunk of F16/BF16 (or 32 bytes of F32) widened, or 8 accumulators.</summary>
+public struct Vec8
+{
+    /// <summary>Element 0.</summary>
+    public float F0;
+    /// <summary>Element 1.</summary>
+    public float F1;
+    /// <summary>Element 2.</summary>
+    public float F2;
+    /// <summary>Element 3.</summary>
+    public float F3;
+    /// <summary>Element 4.</summary>
+    public float F4;
+    /// <summary>Element 5.</summary>
+    public float F5;
+    /// <summary>Element 6.</summary>
+    public float F6;
+    /// <summary>Element 7.</summary>
+    public float F7;
+
+    /// <summary>this[e] = fma(a[e], b[e], this[e]) for every e.</summary>
+    public void Fma(in Vec8 a, in Vec8 b)
+    {
+        F0 = KernelMath.Fma(a.F0, b.F0, F0);
+        F1 = KernelMath.Fma(a.F1, b.F1, F1);
+        F2 = KernelMath.Fma(a.F2, b.F2, F2);
+        F3 = KernelMath.Fma(a.F3, b.F3, F3);
+        F4 = KernelMath.Fma(a.F4, b.F4, F4);
+        F5 = KernelMath.Fma(a.F5, b.F5, F5);
+        F6 = KernelMath.Fma(a.F6, b.F6, F6);
+        F7 = KernelMath.Fma(a.F7, b.F7, F7);
+    }
+
+    /// <summary>this[e] = fma(p, b[e], this[e]) for every e.</summary>
+    public void Fma(float p, in Vec8 b)
+    {
+        F0 = KernelMath.Fma(p, b.F0, F0);
+        F1 = KernelMath.Fma(p, b.F1, F1);
+        F2 = KernelMath.Fma(p, b.F2, F2);
+        F3 = KernelMath.Fma(p, b.F3, F3);
+        F4 = KernelMath.Fma(p, b.F4, F4);
+        F5 = KernelMath.Fma(p, b.F5, F5);
+        F6 = KernelMath.Fma(p, b.F6, F6);
+        F7 = KernelMath.Fma(p, b.F7, F7);
+    }
+}
+
+/// <summary>16 bytes as four uints: the widest load ILGPU emits (ld.global.v4.u32).</summary>
+public struct U4
+{
+    /// <summary>Bytes 0–3.</summary>
+    public uint X;
+    /// <summary>Bytes 4–7.</summary>
+    public uint Y;
+    /// <summary>Bytes 8–11.</summary>
+    public uint Z;
+    /// <summary>Bytes 12–15.</summary>
+    public uint W;
+}
+
+/// <summary>16 bytes as four floats.</summary>
+public struct F4
+{
+    /// <summary>Element 0.</summary>
+    public float X;
+    /// <summary>Element 1.</summary>
+    public float Y;
+    /// <summary>Element 2.</summary>
+    public float Z;
+    /// <summary>Element 3.</summary>
+    public float W;
+}

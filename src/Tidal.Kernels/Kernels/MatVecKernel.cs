@@ -1,0 +1,45 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Tidal.Kernels.Kernels;
+
+/// <summary>
+/// GEMV / small-batch matmul, one warp per (row, batch item): each lane streams 16-byte chunks l, l + 32, … of the
+/// weight row (8 F16/BF16 values, or 2×16 bytes of F32) into 8 fma accumulators, folds them, then the warp folds
+/// by shuffle-xor. This is the feature-axis order of Tidal.Core.Numerics.Reduction, so results equal
+/// Tidal.Core.Reference.Linear.MatMul bit for bit.
+/// </summary>
+public sealed class MatVecKernel
+{
+    private const int WarpsPerGroup = 4;
+    private readonly Action<KernelConfig, ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int> _kernel;
+
+    /// <summary>Compiles the kernel.</summary>
+    public MatVecKernel(Accelerator accelerator) =>
+        _kernel = accelerator.LoadStreamKernel<ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int>(Run);
+
+    /// <summary>
+    /// y [batch, rows] = x [batch, cols] · wᵀ, w [rows, cols] in <paramref name="format"/>. Rows whose width is a
+    /// multiple of 8 stay 16-byte aligned and use vector loads; other widths load element by element.
+    /// </summary>
+    public void Launch(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int batch) =>
+        _kernel(new KernelConfig(new Index2D((rows + WarpsPerGroup - 1) / WarpsPerGroup, batch), new Index2D(32 * WarpsPerGroup, 1)), w, format, x, y, rows, cols);
+
+    private static void Run(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, b = Grid.IdxY, lane = Warp.LaneIdx;
+        int chunks = (cols + 7) / 8;
+        bool aligned = cols % 8 == 0;
+        long rowStart = (long)(row < rows ? row : 0) * cols;
+        long xOffset = (long)b * cols;
+        var acc = new Vec8();
+        for (int c = lane; c < chunks; c += 32)
+        {
+            Vec8 wv = aligned ? Loads.Chunk(w, rowStart / 8 + c, format) : Loads.ChunkPadded(w, rowStart, c, cols, format);
+            Vec8 xv = Loads.Activations(x, xOffset, c, cols);
+            acc.Fma(wv, xv);
+        }
+        float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc), 32);
+        if (lane == 0 && row < rows) y[(long)b * rows + row] = sum;
+    }
+}

@@ -1,0 +1,37 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Tidal.Kernels.Kernels;
+
+/// <summary>
+/// Rotary position embedding in place, one thread per rotated pair, from the host-computed cos/sin tables.
+/// Reference: Tidal.Core.Reference.Rope.Rotate (products rounded separately: mul.rn, then sub.rn/add.rn).
+/// </summary>
+public sealed class RopeKernel
+{
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _kernel;
+
+    /// <summary>Compiles the kernel.</summary>
+    public RopeKernel(Accelerator accelerator) =>
+        _kernel = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(Run);
+
+    /// <summary>Rotates x [heads, headDim] for <paramref name="position"/>; cos/sin are [maxPositions, headDim/2]; interleaved = 1 for GGUF pairs.</summary>
+    public void Launch(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int heads, int headDim, int position, int interleaved)
+    {
+        int pairs = heads * headDim / 2;
+        _kernel(new KernelConfig((pairs + 127) / 128, 128), x, cos, sin, pairs, headDim, position, interleaved);
+    }
+
+    private static void Run(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int pairs, int headDim, int position, int interleaved)
+    {
+        int p = Grid.GlobalIndex.X;
+        if (p >= pairs) return;
+        int half = headDim / 2, head = p / half, i = p % half;
+        int ia = head * headDim + (interleaved != 0 ? 2 * i : i);
+        int ib = head * headDim + (interleaved != 0 ? 2 * i + 1 : i + half);
+        float c = cos[position * half + i], s = sin[position * half + i];
+        float a = x[ia], b = x[ib];
+        x[ia] = KernelMath.Sub(KernelMath.Mul(a, c), KernelMath.Mul(b, s));
+        x[ib] = KernelMath.Add(KernelMath.Mul(b, c), KernelMath.Mul(a, s));
+    }
+}

@@ -1,0 +1,71 @@
+using Tidal.Core;
+using Tidal.Core.Backends;
+using Tidal.Core.Reference;
+using Tidal.Core.Tensors;
+using Tidal.Core.Tests;
+using Tidal.Kernels.Accelerators;
+
+namespace Tidal.Kernels.Tests;
+
+/// <summary>Attention longer than one split: the kernel's split-K partials and merge equal the reference's, bit for bit.</summary>
+public sealed class SplitAttentionTests : IDisposable
+{
+    private readonly GpuBackend _backend = new(DeviceKind.Cpu);
+
+    [Theory]
+    [InlineData(700, 16, 2, 2, 600)]
+    [InlineData(1100, 8, 1, 4, 513)]
+    public void DenseAndGathered_AcrossSplits_EqualReferencePartialsMerged(int length, int d, int kvHeads, int group, int k)
+    {
+        int heads = kvHeads * group, split = GpuBackend.SplitSize;
+        var random = new Random(length);
+        Half[] keys = TestData.Halves(random, kvHeads * length * d, 2f), values = TestData.Halves(random, kvHeads * length * d);
+        float[] q = TestData.Floats(random, heads * d, 2f);
+        var kv = new KvView<Half>(keys, values, kvHeads, length, d, length);
+        using ITensor tk = _backend.Allocate(DType.F16, new Shape(kvHeads, length, d)), tv = _backend.Allocate(DType.F16, new Shape(kvHeads, length, d));
+        using ITensor tq = _backend.Allocate(DType.F32, new Shape(heads, d)), output = _backend.Allocate(DType.F32, new Shape(heads, d));
+        using ITensor logits = _backend.Allocate(DType.F32, new Shape(heads, length));
+        _backend.Upload<Half>(keys, tk);
+        _backend.Upload<Half>(values, tv);
+        _backend.Upload<float>(q, tq);
+
+        _backend.Attention(tq, tk, tv, length, output, logits);
+        int splits = (length + split - 1) / split;
+        var partials = new float[splits * heads * d];
+        var lses = new float[splits * heads];
+        for (int s = 0; s < splits; s++)
+        {
+            int start = s * split, count = Math.Min(split, length - start);
+            Attention.Partial(q, kv, start, count, partials.AsSpan(s * heads * d, heads * d), lses.AsSpan(s * heads, heads));
+        }
+        var expected = new float[heads * d];
+        Attention.MergeStates(partials, lses, expected);
+        var got = new float[heads * d];
+        _backend.Download<float>(output, got);
+        TestData.AssertBitwiseEqual(expected, got, "dense split-K");
+        var expectedLogits = new float[heads * length];
+        Attention.Dense(q, kv, new float[heads * d], expectedLogits);
+        var gotLogits = new float[heads * length];
+        _backend.Download<float>(logits, gotLogits);
+        TestData.AssertBitwiseEqual(expectedLogits, gotLogits, "logits");
+
+        int[] indices = Enumerable.Range(0, kvHeads).SelectMany(_ => Enumerable.Range(0, length).OrderBy(_ => random.Next()).Take(k).Order()).ToArray();
+        using ITensor ti = _backend.Allocate(DType.I32, new Shape(kvHeads, k));
+        _backend.Upload<int>(indices, ti);
+        _backend.SparseAttention(tq, tk, tv, length, ti, output);
+        int gatheredSplits = (k + split - 1) / split;
+        partials = new float[gatheredSplits * heads * d];
+        lses = new float[gatheredSplits * heads];
+        for (int s = 0; s < gatheredSplits; s++)
+        {
+            int start = s * split, count = Math.Min(split, k - start);
+            int[] part = Enumerable.Range(0, kvHeads).SelectMany(h => indices.Skip(h * k + start).Take(count)).ToArray();
+            Attention.SparsePerKvHead(q, kv, part, count, partials.AsSpan(s * heads * d, heads * d), lses.AsSpan(s * heads, heads));
+        }
+        Attention.MergeStates(partials, lses, expected);
+        _backend.Download<float>(output, got);
+        TestData.AssertBitwiseEqual(expected, got, "gathered split-K");
+    }
+
+    public void Dispose() => _backend.Dispose();
+}
