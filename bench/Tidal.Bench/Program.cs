@@ -4,17 +4,19 @@ using BenchmarkDotNet.Running;
 using Tidal.Bench;
 
 // CPU microbenchmarks of the SIMD reference, with achieved GB/s beside the streaming-read bandwidth of the same run:
-//   dotnet run -c Release --project bench/Tidal.Bench -- cpu
-// Any other arguments go to BenchmarkDotNet's own switcher (e.g. --filter '*Gemv*' --job short).
-if (args is ["cpu", .. var rest])
+//   dotnet run -c Release --project bench/Tidal.Bench -- cpu [--quick]
+// GPU verification and benchmarks live in bench/Tidal.Bench.Gpu.
+// Any other arguments go to BenchmarkDotNet's switcher (e.g. --filter '*Gemv*').
+switch (args)
 {
-    IConfig config = DefaultConfig.Instance
-        .AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(rest is ["--quick"] ? 3 : 10))
-        .AddColumn(new BandwidthColumn(), new PeakShareColumn())
-        .WithOptions(ConfigOptions.JoinSummary);
-    BenchmarkRunner.Run([typeof(StreamReadBenchmark), typeof(GemvBenchmark), typeof(AttentionBenchmark), typeof(TopKBenchmark)], config);
-}
-else
-{
-    BenchmarkSwitcher.FromAssembly(typeof(BandwidthColumn).Assembly).Run(args);
+    case ["cpu", .. var rest]:
+        IConfig config = DefaultConfig.Instance
+            .AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(rest is ["--quick"] ? 3 : 10))
+            .AddColumn(new BandwidthColumn(), new PeakShareColumn())
+            .WithOptions(ConfigOptions.JoinSummary);
+        BenchmarkRunner.Run([typeof(StreamReadBenchmark), typeof(GemvBenchmark), typeof(AttentionBenchmark), typeof(TopKBenchmark)], config);
+        return 0;
+    default:
+        BenchmarkSwitcher.FromAssembly(typeof(BandwidthColumn).Assembly).Run(args);
+        return 0;
 }

@@ -17,8 +17,8 @@ namespace Tidal.Kernels;
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
-    /// <summary>Positions per split of decode attention.</summary>
-    public const int SplitSize = 512;
+    /// <summary>Positions per split of decode attention (the reference's <see cref="Core.Reference.Attention.DecodeSplitSize"/>).</summary>
+    public const int SplitSize = Core.Reference.Attention.DecodeSplitSize;
 
     private readonly TidalAccelerator _device;
     private readonly ElementwiseKernels _elementwise;

@@ -141,3 +141,27 @@ public class AttentionTests
         Assert.Equal("keys", Assert.Throws<ArgumentException>(() => new KvView<Half>(new Half[3], k, 2, 4, 8, 3)).ParamName);
     }
 }
+
+public class DecodeSplitTests
+{
+    [Theory]
+    [InlineData(1300)]
+    [InlineData(513)]
+    public void DecodeSplitK_AgreesWithUnsplitAttention_AndGatheredOverEveryPositionEqualsDense(int length)
+    {
+        var p = new AttentionTests.Problem(2, 2, 16, length, length, length);
+        var dense = new float[p.Heads * p.HeadDim];
+        var logits = new float[p.Heads * length];
+        Attention.DecodeDense(p.Q, p.Kv(), dense, logits);
+        var unsplit = new float[dense.Length];
+        var unsplitLogits = new float[logits.Length];
+        Attention.Dense(p.Q, p.Kv(), unsplit, unsplitLogits);
+        TestData.AssertBitwiseEqual(unsplitLogits, logits, "logits are the same per position");
+        // Same tolerance as the split-K property test: the merge adds Exp/Log and one fma and divide per split.
+        for (int i = 0; i < dense.Length; i++) Assert.True(Math.Abs(dense[i] - unsplit[i]) <= 1e-5, $"output {i}");
+        int[] all = Enumerable.Range(0, p.KvHeads).SelectMany(_ => Enumerable.Range(0, length)).ToArray();
+        var gathered = new float[dense.Length];
+        Attention.DecodeSparse(p.Q, p.Kv(), all, p.KvHeads, gathered);
+        TestData.AssertBitwiseEqual(dense, gathered, "gathered over every position");
+    }
+}

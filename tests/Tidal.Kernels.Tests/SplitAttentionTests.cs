@@ -30,21 +30,12 @@ public sealed class SplitAttentionTests : IDisposable
         _backend.Upload<float>(q, tq);
 
         _backend.Attention(tq, tk, tv, length, output, logits);
-        int splits = (length + split - 1) / split;
-        var partials = new float[splits * heads * d];
-        var lses = new float[splits * heads];
-        for (int s = 0; s < splits; s++)
-        {
-            int start = s * split, count = Math.Min(split, length - start);
-            Attention.Partial(q, kv, start, count, partials.AsSpan(s * heads * d, heads * d), lses.AsSpan(s * heads, heads));
-        }
         var expected = new float[heads * d];
-        Attention.MergeStates(partials, lses, expected);
+        var expectedLogits = new float[heads * length];
+        Attention.DecodeDense(q, kv, expected, expectedLogits);
         var got = new float[heads * d];
         _backend.Download<float>(output, got);
         TestData.AssertBitwiseEqual(expected, got, "dense split-K");
-        var expectedLogits = new float[heads * length];
-        Attention.Dense(q, kv, new float[heads * d], expectedLogits);
         var gotLogits = new float[heads * length];
         _backend.Download<float>(logits, gotLogits);
         TestData.AssertBitwiseEqual(expectedLogits, gotLogits, "logits");
@@ -53,18 +44,10 @@ public sealed class SplitAttentionTests : IDisposable
         using ITensor ti = _backend.Allocate(DType.I32, new Shape(kvHeads, k));
         _backend.Upload<int>(indices, ti);
         _backend.SparseAttention(tq, tk, tv, length, ti, output);
-        int gatheredSplits = (k + split - 1) / split;
-        partials = new float[gatheredSplits * heads * d];
-        lses = new float[gatheredSplits * heads];
-        for (int s = 0; s < gatheredSplits; s++)
-        {
-            int start = s * split, count = Math.Min(split, k - start);
-            int[] part = Enumerable.Range(0, kvHeads).SelectMany(h => indices.Skip(h * k + start).Take(count)).ToArray();
-            Attention.SparsePerKvHead(q, kv, part, count, partials.AsSpan(s * heads * d, heads * d), lses.AsSpan(s * heads, heads));
-        }
-        Attention.MergeStates(partials, lses, expected);
+        Attention.DecodeSparse(q, kv, indices, kvHeads, expected);
         _backend.Download<float>(output, got);
         TestData.AssertBitwiseEqual(expected, got, "gathered split-K");
+        Assert.True(length > split && k > split, "both paths must span several splits");
     }
 
     public void Dispose() => _backend.Dispose();

@@ -126,8 +126,8 @@ public sealed class CpuBackend : IBackend
         Span<float> l = logits is null ? default : F32(logits).Slice(0, (int)(q.Shape.ElementCount / CacheGeometry(keys).HeadDim) * length);
         switch (keys.DType)
         {
-            case DType.F32: Reference.Attention.Dense(Read<float>(q), Kv<float>(keys, values, length), F32(output), l); break;
-            case DType.F16: Reference.Attention.Dense(Read<float>(q), Kv<Half>(keys, values, length), F32(output), l); break;
+            case DType.F32: Reference.Attention.DecodeDense(Read<float>(q), Kv<float>(keys, values, length), F32(output), l); break;
+            case DType.F16: Reference.Attention.DecodeDense(Read<float>(q), Kv<Half>(keys, values, length), F32(output), l); break;
             default: throw Unsupported(keys, nameof(keys));
         }
     }
@@ -135,22 +135,13 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
     {
-        (int kvHeads, _, int d) = CacheGeometry(keys);
-        int rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows), heads = (int)(q.Shape.ElementCount / d);
+        int rows = indices.Shape[0];
         switch (keys.DType)
         {
-            case DType.F32: Sparse(Read<float>(q), Kv<float>(keys, values, length), Read<int>(indices), rows, k, heads, F32(output)); break;
-            case DType.F16: Sparse(Read<float>(q), Kv<Half>(keys, values, length), Read<int>(indices), rows, k, heads, F32(output)); break;
+            case DType.F32: Reference.Attention.DecodeSparse(Read<float>(q), Kv<float>(keys, values, length), Read<int>(indices), rows, F32(output)); break;
+            case DType.F16: Reference.Attention.DecodeSparse(Read<float>(q), Kv<Half>(keys, values, length), Read<int>(indices), rows, F32(output)); break;
             default: throw Unsupported(keys, nameof(keys));
         }
-    }
-
-    private static void Sparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int rows, int k, int heads, Span<float> output) where T : unmanaged
-    {
-        if (rows == heads) Reference.Attention.SparsePerQueryHead(q, kv, indices, k, output);
-        else if (rows == kv.KvHeads) Reference.Attention.SparsePerKvHead(q, kv, indices, k, output);
-        else if (rows == 1) Reference.Attention.SparseShared(q, kv, indices, output);
-        else throw new ArgumentException($"indices must have {heads} (per query head), {kv.KvHeads} (per KV head) or 1 (shared) rows, got {rows}.", nameof(indices));
     }
 
     /// <inheritdoc/>

@@ -47,13 +47,12 @@ public interface IBackend : IDisposable
     /// <summary>Writes k and v ([kvHeads, d], F32) at <paramref name="position"/> of caches [kvHeads, capacity, d] (F32 or F16).</summary>
     void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position);
 
-    /// <summary><see cref="Attention.Dense{T}"/> over the first <paramref name="length"/> positions; logits [nHeads, length] when given.</summary>
+    /// <summary><see cref="Reference.Attention.DecodeDense{T}"/> over the first <paramref name="length"/> positions; logits [nHeads, length] when given.</summary>
     void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null);
 
     /// <summary>
-    /// Gathered sparse attention: indices [nHeads, k] (<see cref="Reference.Attention.SparsePerQueryHead{T}"/>),
-    /// [kvHeads, k] (<see cref="Reference.Attention.SparsePerKvHead{T}"/>) or [1, k]
-    /// (<see cref="Reference.Attention.SparseShared{T}"/>), told apart by their first dimension.
+    /// <see cref="Reference.Attention.DecodeSparse{T}"/>: gathered attention over indices [nHeads, k] (per query head),
+    /// [kvHeads, k] (per KV head) or [1, k] (shared), told apart by their first dimension.
     /// </summary>
     void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output);
 

@@ -19,6 +19,13 @@ public static class Attention
 {
     private const long ParallelThreshold = 1 << 16;
 
+    /// <summary>
+    /// Entries per split of decode attention as every backend runs it (<see cref="DecodeDense{T}"/>,
+    /// <see cref="DecodeSparse{T}"/>): long contexts are split so a GPU can spread them over its SMs, and the CPU
+    /// splits identically so both backends produce the same bits.
+    /// </summary>
+    public const int DecodeSplitSize = 512;
+
     /// <summary>Dense attention over positions [0, kv.Length).</summary>
     /// <param name="q">Queries after RoPE, [nHeads, headDim].</param>
     /// <param name="kv">The layer's cache, with the current token already appended.</param>
@@ -27,6 +34,61 @@ public static class Attention
     /// TidalDecode's selection layers rank.</param>
     public static void Dense<T>(ReadOnlySpan<float> q, KvView<T> kv, Span<float> output, Span<float> logits = default) where T : unmanaged
         => Partial(q, kv, 0, kv.Length, output, default, logits);
+
+    /// <summary>
+    /// Decode attention over positions [0, kv.Length) as the backends run it: <see cref="Partial{T}"/> over splits of
+    /// <see cref="DecodeSplitSize"/> positions, then <see cref="MergeStates"/> (one split needs no merge).
+    /// </summary>
+    /// <param name="logits">Empty, or [nHeads, kv.Length].</param>
+    public static void DecodeDense<T>(ReadOnlySpan<float> q, KvView<T> kv, Span<float> output, Span<float> logits = default) where T : unmanaged
+    {
+        int n = kv.Length;
+        if (n <= DecodeSplitSize) { Partial(q, kv, 0, n, output, default, logits); return; }
+        int heads = kv.GroupSize(q.Length) * kv.KvHeads, splits = (n + DecodeSplitSize - 1) / DecodeSplitSize;
+        if (!logits.IsEmpty && logits.Length != (long)heads * n) throw new ArgumentException($"logits has {logits.Length} elements, expected [{heads}, {n}].", nameof(logits));
+        var partials = new float[splits * output.Length];
+        var lses = new float[splits * heads];
+        var splitLogits = logits.IsEmpty ? null : new float[heads * DecodeSplitSize];
+        for (int s = 0; s < splits; s++)
+        {
+            int start = s * DecodeSplitSize, count = Math.Min(DecodeSplitSize, n - start);
+            Partial(q, kv, start, count, partials.AsSpan(s * output.Length, output.Length), lses.AsSpan(s * heads, heads),
+                splitLogits is null ? default : splitLogits.AsSpan(0, heads * count));
+            if (splitLogits is not null)
+                for (int h = 0; h < heads; h++) splitLogits.AsSpan(h * count, count).CopyTo(logits.Slice(h * n + start, count));
+        }
+        MergeStates(partials, lses, output);
+    }
+
+    /// <summary>
+    /// Gathered decode attention as the backends run it: indices [rows, k] with rows = nHeads (per query head),
+    /// kvHeads (per KV head) or 1 (shared), split into <see cref="DecodeSplitSize"/> entries per row, then merged.
+    /// </summary>
+    public static void DecodeSparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int rows, Span<float> output) where T : unmanaged
+    {
+        int heads = kv.GroupSize(q.Length) * kv.KvHeads;
+        if (rows <= 0 || indices.Length % rows != 0) throw new ArgumentException($"indices ({indices.Length}) is not [{rows}, k].", nameof(indices));
+        int k = indices.Length / rows, splits = Math.Max(1, (k + DecodeSplitSize - 1) / DecodeSplitSize);
+        if (splits == 1) { Sparse(q, kv, indices, rows, k, heads, output, default); return; }
+        var partials = new float[splits * output.Length];
+        var lses = new float[splits * heads];
+        for (int s = 0; s < splits; s++)
+        {
+            int start = s * DecodeSplitSize, count = Math.Min(DecodeSplitSize, k - start);
+            var part = new int[rows * count];
+            for (int r = 0; r < rows; r++) indices.Slice(r * k + start, count).CopyTo(part.AsSpan(r * count));
+            Sparse(q, kv, part, rows, count, heads, partials.AsSpan(s * output.Length, output.Length), lses.AsSpan(s * heads, heads));
+        }
+        MergeStates(partials, lses, output);
+    }
+
+    private static void Sparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int rows, int k, int heads, Span<float> output, Span<float> lse) where T : unmanaged
+    {
+        if (rows == heads) SparsePerQueryHead(q, kv, indices, k, output, lse);
+        else if (rows == kv.KvHeads) SparsePerKvHead(q, kv, indices, k, output, lse);
+        else if (rows == 1) SparseShared(q, kv, indices, output, lse);
+        else throw new ArgumentException($"indices must have {heads} (per query head), {kv.KvHeads} (per KV head) or 1 (shared) rows, got {rows}.", nameof(indices));
+    }
 
     /// <summary>
     /// One split of split-K attention: positions [start, start + count), output normalised within the split and its

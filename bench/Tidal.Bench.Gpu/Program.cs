@@ -1,0 +1,21 @@
+using Tidal.Bench.Gpu;
+using Tidal.Kernels;
+using Tidal.Kernels.Accelerators;
+
+// GPU (CUDA) verification and benchmarks; stage with ../shared/device/prepare bench/Tidal.Bench.Gpu/Tidal.Bench.Gpu.csproj.
+//   verify                 every kernel against the CPU reference on Llama-3-8B shapes (bit-exactness report)
+//   engine MODEL_DIR [N]   tidal-tiny greedy decoding on GPU vs CPU for N steps (default 256), per policy
+//   gpu                    kernel timings vs the peak read bandwidth measured in the same run
+const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu";
+switch (args)
+{
+    case ["verify"]:
+        using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuVerify.Run(gpu);
+    case ["engine", var model, .. var n]:
+        using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuEngineCheck.Run(gpu, model, n is [var s] ? int.Parse(s) : 256);
+    case ["gpu"]:
+        using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuBenchmarks.Run(gpu);
+    default:
+        Console.Error.WriteLine(usage);
+        return 2;
+}
