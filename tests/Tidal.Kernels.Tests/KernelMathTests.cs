@@ -54,3 +54,24 @@ public class KernelMathTests
         }
     }
 }
+
+public class SoftFmaTests
+{
+    [Property(MaxTest = 300)]
+    public Property SoftFma_IsTheFusedMultiplyAdd_BitForBit() =>
+        Prop.ForAll(Gen.Choose(0, int.MaxValue - 1).ToArbitrary(), seed =>
+        {
+            var r = new Random(seed);
+            float Any() => BitConverter.Int32BitsToSingle(r.Next() | (r.Next(2) << 31));
+            float Near(float x) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(x) + r.Next(-3, 4));
+            for (int i = 0; i < 1000; i++)
+            {
+                float a = i % 3 == 0 ? Any() : (float)(r.NextDouble() * 4 - 2), b = i % 3 == 0 ? Any() : (float)(r.NextDouble() * 4 - 2);
+                // c near −a·b exercises cancellation; c near a·b's rounding boundary exercises ties.
+                float c = (i % 4) switch { 0 => Any(), 1 => Near(-(a * b)), 2 => Near(a * b), _ => (float)(r.NextDouble() - 0.5) };
+                float expected = MathF.FusedMultiplyAdd(a, b, c), got = Tidal.Kernels.Kernels.KernelMath.SoftFma(a, b, c);
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got) || (float.IsNaN(expected) && float.IsNaN(got)),
+                    $"fma({a:R}, {b:R}, {c:R}) = {expected:R}, soft {got:R}");
+            }
+        });
+}

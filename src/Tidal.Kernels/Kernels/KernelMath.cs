@@ -19,7 +19,29 @@ public static class KernelMath
             CudaAsm.Emit("fma.rn.f32 %0, %1, %2, %3;", out float r, a, b, c);
             return r;
         }
-        return MathF.FusedMultiplyAdd(a, b, c);
+        return SoftFma(a, b, c);
+    }
+
+    /// <summary>
+    /// a·b + c rounded once, without an fma instruction (ILGPU compiles every branch of a kernel for PTX, and
+    /// MathF.FusedMultiplyAdd has no PTX form, so the CPU accelerator's path must be plain arithmetic). The product of
+    /// two floats is exact in double; TwoSum gives the double sum and its exact error; rounding that sum to odd (move
+    /// one ulp towards the error when inexact and even) and then to float is correctly rounded, because double carries
+    /// more than 24 + 2 bits (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums", 2008).
+    /// </summary>
+    public static float SoftFma(float a, float b, float c)
+    {
+        double p = (double)a * b, q = c;
+        double s = p + q;
+        double bp = s - p;
+        double e = (p - (s - bp)) + (q - bp);
+        if (e != 0 && !double.IsInfinity(s) && !double.IsNaN(e))
+        {
+            ulong bits = Interop.FloatAsInt(s);
+            if ((bits & 1) == 0) bits = (s > 0) == (e > 0) ? bits + 1 : bits - 1;
+            s = Interop.IntAsFloat(bits);
+        }
+        return (float)s;
     }
 
     /// <summary>mul.rn.f32 (never contracted into an fma).</summary>
