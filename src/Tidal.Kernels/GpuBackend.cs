@@ -208,6 +208,7 @@ public sealed class GpuBackend : IBackend
             HeadDim = d,
             Group = heads / kvHeads,
             Heads = heads,
+            HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads / kvHeads),
             SplitSize = SplitSize,
             WriteLogits = logits is null ? 0 : 1,
             Scale = 1f / MathF.Sqrt(d),

@@ -136,6 +136,7 @@ public class AttentionTests
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => Attention.Dense(new float[0], Kv(), new float[0])).ParamName); // zero heads
         Assert.Equal("output", Assert.Throws<ArgumentException>(() => Attention.Dense(new float[16], Kv(), new float[8])).ParamName);
         Assert.Equal("indices", Assert.Throws<ArgumentException>(() => Attention.SparsePerKvHead(new float[16], Kv(), [0, 3], 1, new float[16])).ParamName);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => Attention.SparsePerKvHead(new float[16], Kv(), new int[8], 4, new float[16])).ParamName); // k > n
         Assert.Equal("kvHeads", Assert.Throws<ArgumentException>(() => new KvView<Half>(k, k, 0, 4, 8, 3)).ParamName);
         Assert.Equal("length", Assert.Throws<ArgumentException>(() => new KvView<Half>(k, k, 2, 4, 8, 5)).ParamName);
         Assert.Equal("keys", Assert.Throws<ArgumentException>(() => new KvView<Half>(new Half[3], k, 2, 4, 8, 3)).ParamName);

@@ -299,6 +299,7 @@ public static class Attention
     private static void CheckIndices(ReadOnlySpan<int> indices, int rows, int k, int length)
     {
         if (k < 0) throw new ArgumentException($"k must be >= 0, got {k}.", nameof(k));
+        if (k > length) throw new ArgumentException($"k = {k} exceeds the cache's {length} positions: an index set holds distinct positions.", nameof(k));
         if (indices.Length != (long)rows * k)
             throw new ArgumentException($"indices has {indices.Length} elements, expected [{rows}, {k}].", nameof(indices));
         for (int i = 0; i < indices.Length; i++)

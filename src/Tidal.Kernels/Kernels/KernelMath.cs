@@ -127,12 +127,17 @@ public static class KernelMath
     public static float Silu(float x) => x / Add(1f, Exp(-x));
 
     /// <summary>
-    /// F16 bits → float, exactly: the magnitude moves into binary32 position and one exact multiply by 2^112 re-biases
-    /// the exponent (subnormals included); Inf/NaN keep their payload. (Bit ops rather than ILGPU.Half, whose CPU
-    /// emulation must not be trusted to round like the hardware.)
+    /// F16 bits → float, exactly: cvt.f32.f16 on CUDA; elsewhere the magnitude moves into binary32 position and one
+    /// exact multiply by 2^112 re-biases the exponent (subnormals included), Inf/NaN keeping their payload.
     /// </summary>
     public static float HalfToFloat(uint bits)
     {
+        if (CudaAsm.IsSupported)
+        {
+            // The hardware conversion is exact too, and one instruction.
+            CudaAsm.Emit("cvt.f32.f16 %0, %1;", out float r, (ushort)bits);
+            return r;
+        }
         uint sign = (bits & 0x8000u) << 16, magnitude = bits & 0x7FFFu;
         if (magnitude >= 0x7C00u) return Interop.IntAsFloat(sign | 0x7F80_0000u | ((magnitude & 0x3FFu) << 13));
         return Interop.IntAsFloat(Interop.FloatAsInt(Mul(Interop.IntAsFloat(magnitude << 13), 5.192296858534828e33f)) | sign);

@@ -12,32 +12,45 @@ namespace Tidal.Kernels.Kernels;
 public sealed class MatVecKernel
 {
     private const int WarpsPerGroup = 4;
-    private readonly Action<KernelConfig, ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int> _kernel;
+    private readonly Action<KernelConfig, ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int, int> _kernel;
 
     /// <summary>Compiles the kernel.</summary>
     public MatVecKernel(Accelerator accelerator) =>
-        _kernel = accelerator.LoadStreamKernel<ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int>(Run);
+        _kernel = accelerator.LoadStreamKernel<ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int, int>(Run);
 
     /// <summary>
     /// y [batch, rows] = x [batch, cols] · wᵀ, w [rows, cols] in <paramref name="format"/>. Rows whose width is a
-    /// multiple of 8 stay 16-byte aligned and use vector loads; other widths load element by element.
+    /// multiple of 8 (with 16-byte aligned views) use vector loads; other widths load element by element.
     /// </summary>
-    public void Launch(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int batch) =>
-        _kernel(new KernelConfig(new Index2D((rows + WarpsPerGroup - 1) / WarpsPerGroup, batch), new Index2D(32 * WarpsPerGroup, 1)), w, format, x, y, rows, cols);
+    public void Launch(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int batch)
+    {
+        int aligned = cols % 8 == 0 && w.LoadEffectiveAddressAsPtr() % 16 == 0 && x.LoadEffectiveAddressAsPtr() % 16 == 0 ? 1 : 0;
+        _kernel(new KernelConfig(new Index2D((rows + WarpsPerGroup - 1) / WarpsPerGroup, batch), new Index2D(32 * WarpsPerGroup, 1)), w, format, x, y, rows, cols, aligned);
+    }
 
-    private static void Run(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    private static void Run(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int aligned)
     {
         int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, b = Grid.IdxY, lane = Warp.LaneIdx;
         int chunks = (cols + 7) / 8;
-        bool aligned = cols % 8 == 0;
         long rowStart = (long)(row < rows ? row : 0) * cols;
         long xOffset = (long)b * cols;
         var acc = new Vec8();
-        for (int c = lane; c < chunks; c += 32)
+        if (aligned != 0)
         {
-            Vec8 wv = aligned ? Loads.Chunk(w, rowStart / 8 + c, format) : Loads.ChunkPadded(w, rowStart, c, cols, format);
-            Vec8 xv = Loads.Activations(x, xOffset, c, cols);
-            acc.Fma(wv, xv);
+            // Two 16-byte weight loads in flight per lane; accumulation stays in chunk order (c, then c + 32).
+            int c = lane;
+            for (; c + 32 < chunks; c += 64)
+            {
+                Vec8 w0 = Loads.Chunk(w, rowStart / 8 + c, format), w1 = Loads.Chunk(w, rowStart / 8 + c + 32, format);
+                acc.Fma(w0, Loads.Chunk(x.Cast<byte>(), (xOffset / 8) + c, Format.F32));
+                acc.Fma(w1, Loads.Chunk(x.Cast<byte>(), (xOffset / 8) + c + 32, Format.F32));
+            }
+            if (c < chunks) acc.Fma(Loads.Chunk(w, rowStart / 8 + c, format), Loads.Chunk(x.Cast<byte>(), (xOffset / 8) + c, Format.F32));
+        }
+        else
+        {
+            for (int c = lane; c < chunks; c += 32)
+                acc.Fma(Loads.ChunkPadded(w, rowStart, c, cols, format), Loads.Activations(x, xOffset, c, cols));
         }
         float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc), 32);
         if (lane == 0 && row < rows) y[(long)b * rows + row] = sum;
