@@ -12,6 +12,7 @@ namespace Tidal.Kernels.Kernels;
 public sealed class TopKSelectKernel
 {
     private const int Threads = 256;
+    private const int PerThread = 16;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -109,19 +110,35 @@ public sealed class TopKSelectKernel
         }
         uint threshold = state[0];
         int needEqual = (int)state[2];
+        // Ordered compaction in tiles of Threads·PerThread positions; thread t owns a run of PerThread consecutive
+        // positions, so one pair of block scans serves PerThread positions per thread.
         int equalBefore = 0, selectedBefore = 0;
-        for (int tile = 0; tile < n; tile += Threads)
+        for (int tile = 0; tile < n; tile += Threads * PerThread)
         {
-            int t = tile + tid;
-            bool inRange = t < n;
-            bool forced = inRange && Forced(t, sinks, windowStart);
-            uint key = inRange && !forced ? KernelMath.OrderedKey(a.Scores[inBase + t]) : 0;
-            bool candidate = inRange && !forced;
-            int isEqual = candidate && key == threshold ? 1 : 0;
-            int equalRank = Scan(scan, isEqual, out int equalTotal) + equalBefore;
-            int selected = forced || (candidate && key > threshold) || (isEqual == 1 && equalRank < needEqual) ? 1 : 0;
-            int slot = Scan(scan, selected, out int selectedTotal) + selectedBefore;
-            if (selected == 1) a.Output[outBase + slot] = t;
+            int runStart = tile + tid * PerThread, runEnd = Math.Min(runStart + PerThread, n);
+            int equals = 0;
+            for (int t = runStart; t < runEnd; t++)
+                if (!Forced(t, sinks, windowStart) && KernelMath.OrderedKey(a.Scores[inBase + t]) == threshold) equals++;
+            int equalRank = Scan(scan, equals, out int equalTotal) + equalBefore;
+            int selectedHere = 0;
+            for (int t = runStart, rank = equalRank; t < runEnd; t++)
+            {
+                if (Forced(t, sinks, windowStart)) { selectedHere++; continue; }
+                uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
+                if (key > threshold) selectedHere++;
+                else if (key == threshold) { if (rank < needEqual) selectedHere++; rank++; }
+            }
+            int slot = Scan(scan, selectedHere, out int selectedTotal) + selectedBefore;
+            for (int t = runStart, rank = equalRank; t < runEnd; t++)
+            {
+                bool take = Forced(t, sinks, windowStart);
+                if (!take)
+                {
+                    uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
+                    take = key > threshold || (key == threshold && rank++ < needEqual);
+                }
+                if (take) a.Output[outBase + slot++] = t;
+            }
             equalBefore += equalTotal;
             selectedBefore += selectedTotal;
         }
