@@ -11,15 +11,12 @@ namespace Tidal.Kernels;
 
 /// <summary>
 /// The ILGPU backend: every <see cref="IBackend"/> operation is a kernel, on CUDA or on ILGPU's CPU accelerator, and
-/// reproduces Tidal.Core's reference bit for bit (dense attention longer than <see cref="SplitSize"/> positions equals
-/// the reference's split-K partials merged with <see cref="Attention.MergeStates"/>). Kernels are compiled once, here.
+/// reproduces Tidal.Core's reference bit for bit (decode attention splits exactly as
+/// <see cref="Core.Reference.Attention.DecodeSplitSize"/> says, as the reference does). Kernels are compiled once, here.
 /// KV caches must be F16. Operations are queued on the accelerator's stream; downloads wait for them.
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
-    /// <summary>Positions per split of decode attention (the reference's <see cref="Core.Reference.Attention.DecodeSplitSize"/>).</summary>
-    public const int SplitSize = Core.Reference.Attention.DecodeSplitSize;
-
     private readonly TidalAccelerator _device;
     private readonly ElementwiseKernels _elementwise;
     private readonly RmsNormKernel _rmsNorm;
@@ -191,7 +188,7 @@ public sealed class GpuBackend : IBackend
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads cannot share {kvHeads} KV heads.", nameof(q));
         if ((uint)length > (uint)capacity) throw new ArgumentException($"length {length} exceeds the cache's {capacity} positions.", nameof(length));
         if (output.Shape.ElementCount != (long)heads * d) throw new ArgumentException($"output must be [{heads}, {d}].", nameof(output));
-        int splits = DecodeAttentionKernel.SplitCount(count, SplitSize);
+        int splitSize = Core.Reference.Attention.DecodeSplitSize(count), splits = DecodeAttentionKernel.SplitCount(count, splitSize);
         var args = new DecodeAttentionKernel.Args
         {
             Q = F32(q, heads * d),
@@ -209,7 +206,7 @@ public sealed class GpuBackend : IBackend
             Group = heads / kvHeads,
             Heads = heads,
             HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads / kvHeads),
-            SplitSize = SplitSize,
+            SplitSize = splitSize,
             WriteLogits = logits is null ? 0 : 1,
             Scale = 1f / MathF.Sqrt(d),
         };

@@ -166,3 +166,16 @@ public class DecodeSplitTests
         TestData.AssertBitwiseEqual(dense, gathered, "gathered over every position");
     }
 }
+
+public class DecodeSplitSizeTests
+{
+    [Theory]
+    [InlineData(10, 64)]
+    [InlineData(4096, 128)]
+    [InlineData(8192, 256)]
+    [InlineData(16383, 256)]
+    [InlineData(16384, 512)]
+    [InlineData(131072, 512)]
+    public void IsCountOver32_RoundedDownToAPowerOfTwo_Within64To512(int count, int expected) =>
+        Assert.Equal(expected, Attention.DecodeSplitSize(count));
+}

@@ -109,7 +109,7 @@ public abstract class BackendConformanceTests
             backend.Attention(q, keys, values, p.Length, output, logits);
             var expected = new float[p.Heads * d];
             var expectedLogits = new float[p.Heads * p.Length];
-            Attention.Dense(p.Q, refKv, expected, expectedLogits);
+            Attention.DecodeDense(p.Q, refKv, expected, expectedLogits);
             TestData.AssertBitwiseEqual(expected, Get(backend, output), "dense attention");
             TestData.AssertBitwiseEqual(expectedLogits, Get(backend, logits).AsSpan(0, expectedLogits.Length), "logits");
 
@@ -126,8 +126,7 @@ public abstract class BackendConformanceTests
                 Assert.Equal(expectedIndices, gotIndices);
 
                 backend.SparseAttention(q, keys, values, p.Length, indices, output);
-                if (groups == p.Heads) Attention.SparsePerQueryHead(p.Q, refKv, expectedIndices, k2, expected);
-                else Attention.SparsePerKvHead(p.Q, refKv, expectedIndices, k2, expected);
+                Attention.DecodeSparse(p.Q, refKv, expectedIndices, groups, expected);
                 TestData.AssertBitwiseEqual(expected, Get(backend, output), "sparse attention");
             }
 

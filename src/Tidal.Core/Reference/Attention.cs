@@ -20,11 +20,16 @@ public static class Attention
     private const long ParallelThreshold = 1 << 16;
 
     /// <summary>
-    /// Entries per split of decode attention as every backend runs it (<see cref="DecodeDense{T}"/>,
-    /// <see cref="DecodeSparse{T}"/>): long contexts are split so a GPU can spread them over its SMs, and the CPU
-    /// splits identically so both backends produce the same bits.
+    /// Entries per split of decode attention over <paramref name="count"/> entries, as every backend runs it
+    /// (<see cref="DecodeDense{T}"/>, <see cref="DecodeSparse{T}"/>): about count/32 rounded down to a power of two,
+    /// within [64, 512], so a GPU gets enough independent splits to fill its SMs even for short lists, while each split
+    /// stays long enough to amortise its merge. The CPU splits identically so both backends produce the same bits.
     /// </summary>
-    public const int DecodeSplitSize = 512;
+    public static int DecodeSplitSize(int count) =>
+        Math.Clamp((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(count / 32, 1) + 1) / 2, 64, 512);
+
+    /// <summary>The largest split <see cref="DecodeSplitSize"/> returns.</summary>
+    public const int MaxDecodeSplitSize = 512;
 
     /// <summary>Dense attention over positions [0, kv.Length).</summary>
     /// <param name="q">Queries after RoPE, [nHeads, headDim].</param>
@@ -37,21 +42,21 @@ public static class Attention
 
     /// <summary>
     /// Decode attention over positions [0, kv.Length) as the backends run it: <see cref="Partial{T}"/> over splits of
-    /// <see cref="DecodeSplitSize"/> positions, then <see cref="MergeStates"/> (one split needs no merge).
+    /// <see cref="DecodeSplitSize"/>(kv.Length) positions, then <see cref="MergeStates"/> (one split needs no merge).
     /// </summary>
     /// <param name="logits">Empty, or [nHeads, kv.Length].</param>
     public static void DecodeDense<T>(ReadOnlySpan<float> q, KvView<T> kv, Span<float> output, Span<float> logits = default) where T : unmanaged
     {
-        int n = kv.Length;
-        if (n <= DecodeSplitSize) { Partial(q, kv, 0, n, output, default, logits); return; }
-        int heads = kv.GroupSize(q.Length) * kv.KvHeads, splits = (n + DecodeSplitSize - 1) / DecodeSplitSize;
+        int n = kv.Length, size = DecodeSplitSize(n);
+        if (n <= size) { Partial(q, kv, 0, n, output, default, logits); return; }
+        int heads = kv.GroupSize(q.Length) * kv.KvHeads, splits = (n + size - 1) / size;
         if (!logits.IsEmpty && logits.Length != (long)heads * n) throw new ArgumentException($"logits has {logits.Length} elements, expected [{heads}, {n}].", nameof(logits));
         var partials = new float[splits * output.Length];
         var lses = new float[splits * heads];
-        var splitLogits = logits.IsEmpty ? null : new float[heads * DecodeSplitSize];
+        var splitLogits = logits.IsEmpty ? null : new float[heads * size];
         for (int s = 0; s < splits; s++)
         {
-            int start = s * DecodeSplitSize, count = Math.Min(DecodeSplitSize, n - start);
+            int start = s * size, count = Math.Min(size, n - start);
             Partial(q, kv, start, count, partials.AsSpan(s * output.Length, output.Length), lses.AsSpan(s * heads, heads),
                 splitLogits is null ? default : splitLogits.AsSpan(0, heads * count));
             if (splitLogits is not null)
@@ -62,19 +67,19 @@ public static class Attention
 
     /// <summary>
     /// Gathered decode attention as the backends run it: indices [rows, k] with rows = nHeads (per query head),
-    /// kvHeads (per KV head) or 1 (shared), split into <see cref="DecodeSplitSize"/> entries per row, then merged.
+    /// kvHeads (per KV head) or 1 (shared), split into <see cref="DecodeSplitSize"/>(k) entries per row, then merged.
     /// </summary>
     public static void DecodeSparse<T>(ReadOnlySpan<float> q, KvView<T> kv, ReadOnlySpan<int> indices, int rows, Span<float> output) where T : unmanaged
     {
         int heads = kv.GroupSize(q.Length) * kv.KvHeads;
         if (rows <= 0 || indices.Length % rows != 0) throw new ArgumentException($"indices ({indices.Length}) is not [{rows}, k].", nameof(indices));
-        int k = indices.Length / rows, splits = Math.Max(1, (k + DecodeSplitSize - 1) / DecodeSplitSize);
+        int k = indices.Length / rows, size = DecodeSplitSize(k), splits = Math.Max(1, (k + size - 1) / size);
         if (splits == 1) { Sparse(q, kv, indices, rows, k, heads, output, default); return; }
         var partials = new float[splits * output.Length];
         var lses = new float[splits * heads];
         for (int s = 0; s < splits; s++)
         {
-            int start = s * DecodeSplitSize, count = Math.Min(DecodeSplitSize, k - start);
+            int start = s * size, count = Math.Min(size, k - start);
             var part = new int[rows * count];
             for (int r = 0; r < rows; r++) indices.Slice(r * k + start, count).CopyTo(part.AsSpan(r * count));
             Sparse(q, kv, part, rows, count, heads, partials.AsSpan(s * output.Length, output.Length), lses.AsSpan(s * heads, heads));

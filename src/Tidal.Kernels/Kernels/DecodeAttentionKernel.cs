@@ -134,6 +134,30 @@ public sealed class DecodeAttentionKernel
         output[at + 6] = valid != 0 ? o.F6 / total : 0f; output[at + 7] = valid != 0 ? o.F7 / total : 0f;
     }
 
+    /// <summary>Scores token j for every head of the block from this lane's K chunk (zero for idle lanes), folding over P lanes.</summary>
+    private static void ScoreToken(in Args a, ArrayView<float> q, ArrayView<float> probs, int S, int hb, int d, int chunks, int n, int j, int part, int p, in Vec8 k)
+    {
+        Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
+        if (j < n && part < chunks)
+        {
+            s0.Fma(k, SharedChunk(q, part * 8));
+            if (hb > 1) s1.Fma(k, SharedChunk(q, d + part * 8));
+            if (hb > 2) s2.Fma(k, SharedChunk(q, 2 * d + part * 8));
+            if (hb > 3) s3.Fma(k, SharedChunk(q, 3 * d + part * 8));
+        }
+        float r0 = KernelMath.FoldLanes(KernelMath.FoldSlots(s0), p);
+        float r1 = KernelMath.FoldLanes(KernelMath.FoldSlots(s1), p);
+        float r2 = KernelMath.FoldLanes(KernelMath.FoldSlots(s2), p);
+        float r3 = KernelMath.FoldLanes(KernelMath.FoldSlots(s3), p);
+        if (j < n && part == 0)
+        {
+            probs[j] = KernelMath.Mul(r0, a.Scale);
+            if (hb > 1) probs[S + j] = KernelMath.Mul(r1, a.Scale);
+            if (hb > 2) probs[2 * S + j] = KernelMath.Mul(r2, a.Scale);
+            if (hb > 3) probs[3 * S + j] = KernelMath.Mul(r3, a.Scale);
+        }
+    }
+
     private static void Accumulate(ArrayView<float> probs, int S, int j, int hb, in Vec8 v0, in Vec8 v1, ref float d0, ref float d1, ref float d2, ref float d3,
         ref Vec8 o00, ref Vec8 o01, ref Vec8 o10, ref Vec8 o11, ref Vec8 o20, ref Vec8 o21, ref Vec8 o30, ref Vec8 o31)
     {
@@ -163,29 +187,15 @@ public sealed class DecodeAttentionKernel
         int p = 1;
         while (p < chunks) p *= 2;
         int tokensPerWarp = 32 / p, sub = lane / p, part = lane % p;
-        for (int first = warp * tokensPerWarp; first < n; first += warps * tokensPerWarp)
+        int stride = warps * tokensPerWarp;
+        for (int first = warp * tokensPerWarp; first < n; first += 2 * stride)
         {
-            int j = first + sub;
-            Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
-            if (j < n && part < chunks)
-            {
-                Vec8 k = Loads.Chunk(a.Keys, kvBase + (long)Position(a, firstHead, splitStart + j) * chunks + part, Format.F16);
-                s0.Fma(k, SharedChunk(q, part * 8));
-                if (hb > 1) s1.Fma(k, SharedChunk(q, d + part * 8));
-                if (hb > 2) s2.Fma(k, SharedChunk(q, 2 * d + part * 8));
-                if (hb > 3) s3.Fma(k, SharedChunk(q, 3 * d + part * 8));
-            }
-            float r0 = KernelMath.FoldLanes(KernelMath.FoldSlots(s0), p);
-            float r1 = KernelMath.FoldLanes(KernelMath.FoldSlots(s1), p);
-            float r2 = KernelMath.FoldLanes(KernelMath.FoldSlots(s2), p);
-            float r3 = KernelMath.FoldLanes(KernelMath.FoldSlots(s3), p);
-            if (j < n && part == 0)
-            {
-                probs[j] = KernelMath.Mul(r0, a.Scale);
-                if (hb > 1) probs[S + j] = KernelMath.Mul(r1, a.Scale);
-                if (hb > 2) probs[2 * S + j] = KernelMath.Mul(r2, a.Scale);
-                if (hb > 3) probs[3 * S + j] = KernelMath.Mul(r3, a.Scale);
-            }
+            // Two tokens per lane group per pass, both K loads issued before either is used.
+            int ja = first + sub, jb = first + stride + sub;
+            Vec8 ka = ja < n && part < chunks ? Loads.Chunk(a.Keys, kvBase + (long)Position(a, firstHead, splitStart + ja) * chunks + part, Format.F16) : new Vec8();
+            Vec8 kb = jb < n && part < chunks ? Loads.Chunk(a.Keys, kvBase + (long)Position(a, firstHead, splitStart + jb) * chunks + part, Format.F16) : new Vec8();
+            ScoreToken(a, q, probs, S, hb, d, chunks, n, ja, part, p, ka);
+            ScoreToken(a, q, probs, S, hb, d, chunks, n, jb, part, p, kb);
         }
         Group.Barrier();
 
