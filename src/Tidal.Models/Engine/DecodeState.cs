@@ -12,7 +12,7 @@ namespace Tidal.Models.Engine;
 /// </summary>
 public sealed class DecodeState : IDisposable
 {
-    private readonly List<ITensor> _owned = [];
+    private readonly OwnedTensors _owned = new();
 
     /// <summary>Allocates the state for up to <paramref name="capacity"/> positions, prefilling up to <paramref name="chunk"/> tokens at a time.</summary>
     /// <exception cref="ArgumentException">capacity ≤ 0 or larger than the model's trained context.</exception>
@@ -93,16 +93,8 @@ public sealed class DecodeState : IDisposable
     /// <summary>Logits of the last token, [vocab].</summary>
     public ITensor Logits { get; }
 
-    private ITensor Own(ITensor t)
-    {
-        _owned.Add(t);
-        return t;
-    }
+    private ITensor Own(ITensor t) => _owned.Own(t);
 
     /// <summary>Frees every buffer.</summary>
-    public void Dispose()
-    {
-        foreach (var t in _owned) t.Dispose();
-        _owned.Clear();
-    }
+    public void Dispose() => _owned.Dispose();
 }

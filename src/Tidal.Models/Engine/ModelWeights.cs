@@ -26,7 +26,7 @@ public sealed class LayerWeights
 /// <summary>A Llama model's weights, loaded once onto a backend and shared by every session.</summary>
 public sealed class ModelWeights : IDisposable
 {
-    private readonly List<ITensor> _owned = [];
+    private readonly OwnedTensors _owned = new();
 
     private ModelWeights(LlamaConfig config, IBackend backend)
     {
@@ -131,16 +131,8 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
-    private ITensor Own(ITensor t)
-    {
-        _owned.Add(t);
-        return t;
-    }
+    private ITensor Own(ITensor t) => _owned.Own(t);
 
     /// <summary>Frees every weight tensor.</summary>
-    public void Dispose()
-    {
-        foreach (var t in _owned) t.Dispose();
-        _owned.Clear();
-    }
+    public void Dispose() => _owned.Dispose();
 }
