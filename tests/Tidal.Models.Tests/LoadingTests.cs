@@ -78,6 +78,28 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Fact]
+    public void Llama31RopeScaling_RoundTripsThroughGgufAsRopeFreqs()
+    {
+        var scaling = new Tidal.Core.Reference.RopeScaling(8f, 1f, 4f, 64);
+        LlamaConfig config = Config(false) with { RopeScaling = scaling };
+        using var source = new RandomTensorSource(config, DType.BF16, seed: 5);
+        float[] expected = Logits(ModelWeights.Load(source, config, new CpuBackend()));
+        string path = Path.Combine(_dir, "llama31.gguf");
+        GgufWriter.WriteLlama(path, config, source);
+        using var gguf = new GgufFile(path);
+        LlamaConfig read = gguf.ReadConfig();
+        Assert.NotNull(read.RopeDivisors);
+        float[] direct = new Tidal.Core.Reference.RopeTable(8, 10000f, 1, scaling).InverseFrequencies;
+        float[] viaDivisors = new Tidal.Core.Reference.RopeTable(8, 10000f, 1, null, read.RopeDivisors).InverseFrequencies;
+        // Dividing by a rounded divisor instead of applying the llama3 formula can move a frequency by an ulp or two.
+        for (int i = 0; i < direct.Length; i++) Assert.True(Math.Abs(direct[i] - viaDivisors[i]) <= 4e-7 * direct[i], $"inv_freq[{i}]");
+        Assert.Contains(read.RopeDivisors!, v => v > 1f && v < 8f); // one frequency blended, as the llama3 rule does
+        float[] got = Logits(ModelWeights.Load(gguf, read, new CpuBackend()));
+        // Frequencies within 2 ulp move angles at positions < 8 by < 1e-5 rad; logits of this small model move less than 1e-4.
+        for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(got[i] - expected[i]) <= 1e-4, $"logit {i}: {got[i]} vs {expected[i]}");
+    }
+
+    [Fact]
     public void RopeRowPermutation_RoundTrips_AndMatchesLlamaCppsOrder()
     {
         var hf = HostTensor.FromSpan<float>(Enumerable.Range(0, 16).Select(i => (float)i).ToArray(), new Shape(8, 2)); // 2 heads, d = 4

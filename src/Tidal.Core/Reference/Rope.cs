@@ -14,7 +14,18 @@ public enum RopeLayout
 /// <param name="LowFreqFactor">Wavelengths above original/LowFreqFactor are fully scaled.</param>
 /// <param name="HighFreqFactor">Wavelengths below original/HighFreqFactor are kept.</param>
 /// <param name="OriginalContext">The pretraining context length.</param>
-public sealed record RopeScaling(float Factor, float LowFreqFactor, float HighFreqFactor, int OriginalContext);
+public sealed record RopeScaling(float Factor, float LowFreqFactor, float HighFreqFactor, int OriginalContext)
+{
+    /// <summary>
+    /// The same scaling as per-frequency divisors (llama.cpp's rope_freqs tensor): inv_freq[i] / divisor[i] is the
+    /// scaled frequency. 1 keeps a frequency, Factor scales it fully, in between the llama3 blend.
+    /// </summary>
+    public float[] Divisors(int headDim, float theta)
+    {
+        float[] plain = RopeTable.ComputeInverseFrequencies(headDim, theta, null), scaled = RopeTable.ComputeInverseFrequencies(headDim, theta, this);
+        return plain.Select((f, i) => f / scaled[i]).ToArray();
+    }
+}
 
 /// <summary>
 /// Rotary position embedding: the per-position cos/sin table (computed once on the host, shared by every backend so
@@ -31,7 +42,8 @@ public sealed class RopeTable
     /// transformers bit for bit; cos and sin of each float angle are then rounded from double precision.
     /// </summary>
     /// <exception cref="ArgumentException">headDim odd or ≤ 0, theta ≤ 0, or maxPositions ≤ 0.</exception>
-    public RopeTable(int headDim, float theta, int maxPositions, RopeScaling? scaling = null)
+    /// <param name="divisors">Optional per-frequency divisors (GGUF's rope_freqs), applied instead of <paramref name="scaling"/>.</param>
+    public RopeTable(int headDim, float theta, int maxPositions, RopeScaling? scaling = null, IReadOnlyList<float>? divisors = null)
     {
         if (headDim <= 0 || headDim % 2 != 0) throw new ArgumentException($"headDim must be even and > 0, got {headDim}.", nameof(headDim));
         if (!(theta > 0)) throw new ArgumentException($"theta must be > 0, got {theta}.", nameof(theta));
@@ -39,6 +51,11 @@ public sealed class RopeTable
         HeadDim = headDim;
         MaxPositions = maxPositions;
         InverseFrequencies = ComputeInverseFrequencies(headDim, theta, scaling);
+        if (divisors is not null)
+        {
+            if (divisors.Count != headDim / 2) throw new ArgumentException($"divisors must hold headDim/2 = {headDim / 2} values, got {divisors.Count}.", nameof(divisors));
+            for (int i = 0; i < divisors.Count; i++) InverseFrequencies[i] /= divisors[i];
+        }
         int half = headDim / 2;
         _cos = new float[(long)maxPositions * half <= Array.MaxLength ? maxPositions * half : throw new ArgumentException("table too large.", nameof(maxPositions))];
         _sin = new float[_cos.Length];
@@ -76,7 +93,7 @@ public sealed class RopeTable
     public void Apply(Span<float> x, int position, RopeLayout layout) => Rope.Rotate(x, HeadDim, Cos(position), Sin(position), layout);
 
     /// <summary>Hugging Face's inverse frequencies in binary32, with the llama3 scaling rule when given.</summary>
-    private static float[] ComputeInverseFrequencies(int headDim, float theta, RopeScaling? scaling)
+    public static float[] ComputeInverseFrequencies(int headDim, float theta, RopeScaling? scaling)
     {
         var inv = new float[headDim / 2];
         for (int i = 0; i < inv.Length; i++)

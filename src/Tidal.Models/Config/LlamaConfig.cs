@@ -27,6 +27,8 @@ public sealed record LlamaConfig
     public float RopeTheta { get; init; } = 10000f;
     /// <summary>Llama-3.1 RoPE frequency scaling, if any.</summary>
     public RopeScaling? RopeScaling { get; init; }
+    /// <summary>Per-frequency RoPE divisors from a GGUF rope_freqs tensor (llama.cpp's form of Llama-3.1 scaling), if any.</summary>
+    public IReadOnlyList<float>? RopeDivisors { get; init; }
     /// <summary>True if the output projection is the embedding table.</summary>
     public bool TiedEmbeddings { get; init; }
     /// <summary>Longest context the model was trained for.</summary>

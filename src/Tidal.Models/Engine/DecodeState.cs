@@ -36,7 +36,7 @@ public sealed class DecodeState : IDisposable
             PageMin[l] = Own(backend.Allocate(DType.F32, new Shape(kv, pages, d)));
             PageMax[l] = Own(backend.Allocate(DType.F32, new Shape(kv, pages, d)));
         }
-        var rope = new RopeTable(d, config.RopeTheta, capacity, config.RopeScaling);
+        var rope = new RopeTable(d, config.RopeTheta, capacity, config.RopeScaling, config.RopeDivisors);
         RopeCos = Own(backend.Allocate(DType.F32, new Shape(capacity, d / 2)));
         RopeSin = Own(backend.Allocate(DType.F32, new Shape(capacity, d / 2)));
         backend.Upload(rope.CosTable, RopeCos);

@@ -62,7 +62,6 @@ public sealed class GgufFile : ITensorSource
     {
         string arch = _values.TryGetValue("general.architecture", out var a) ? a as string ?? "" : "";
         if (arch != "llama") throw new ModelFormatException($"{Path}: architecture '{arch}' is not supported (llama).");
-        if (_tensors.ContainsKey("rope_freqs.weight")) throw new ModelFormatException($"{Path}: rope_freqs (Llama-3.1 scaling in GGUF) is not supported; load the safetensors model instead.");
         int heads = Int("llama.attention.head_count"), hidden = Int("llama.embedding_length");
         (_, Shape embed, _) = _tensors.TryGetValue("token_embd.weight", out var e) ? e : throw new ModelFormatException($"{Path}: tensor 'token_embd.weight' is missing.");
         var config = new LlamaConfig
@@ -76,6 +75,7 @@ public sealed class GgufFile : ITensorSource
             HeadDim = _values.ContainsKey("llama.attention.key_length") ? Int("llama.attention.key_length") : hidden / heads,
             RmsNormEps = (float)Double("llama.attention.layer_norm_rms_epsilon", 1e-5),
             RopeTheta = (float)Double("llama.rope.freq_base", 10000),
+            RopeDivisors = ReadRopeDivisors(hidden / heads),
             TiedEmbeddings = !_tensors.ContainsKey("output.weight"),
             MaxPositions = Int("llama.context_length"),
             BosTokenId = _values.ContainsKey("tokenizer.ggml.bos_token_id") ? Int("tokenizer.ggml.bos_token_id") : 1,
@@ -83,6 +83,16 @@ public sealed class GgufFile : ITensorSource
         };
         config.Validate(Path);
         return config;
+    }
+
+    /// <summary>llama.cpp's rope_freqs: F32 [d/2] divisors of the inverse frequencies (Llama-3.1 scaling), or null.</summary>
+    private float[]? ReadRopeDivisors(int headDim)
+    {
+        if (!_tensors.TryGetValue("rope_freqs.weight", out var t)) return null;
+        int dim = _values.ContainsKey("llama.attention.key_length") ? Int("llama.attention.key_length") : headDim;
+        if (t.Type != DType.F32 || t.Shape != new Shape(dim / 2))
+            throw new ModelFormatException($"{Path}: rope_freqs.weight is {t.Type} {t.Shape}, expected F32 [{dim / 2}].");
+        return HostTensor.View(_buffer, t.Offset, t.Type, t.Shape).AsReadOnlySpan<float>().ToArray();
     }
 
     /// <inheritdoc/>

@@ -12,11 +12,11 @@ public static class GgufWriter
 
     /// <summary>
     /// Writes a Llama model: metadata from <paramref name="config"/>, tensors from <paramref name="hf"/> renamed to
-    /// llama.cpp's names, with Q/K rows permuted to GGUF's interleaved RoPE order as llama.cpp's converter does.
+    /// llama.cpp's names, with Q/K rows permuted to GGUF's interleaved RoPE order as llama.cpp's converter does, and
+    /// Llama-3.1 RoPE scaling as a rope_freqs tensor of divisors.
     /// </summary>
     public static void WriteLlama(string path, LlamaConfig config, ITensorSource hf)
     {
-        if (config.RopeScaling is not null) throw new ArgumentException("Llama-3.1 rope scaling is not written to GGUF (llama.cpp uses a rope_freqs tensor).", nameof(config));
         var metadata = new List<(string, object)>
         {
             ("general.architecture", "llama"),
@@ -44,6 +44,13 @@ public static class GgufWriter
                 int heads = name.EndsWith("q_proj.weight", StringComparison.Ordinal) ? config.Heads : name.EndsWith("k_proj.weight", StringComparison.Ordinal) ? config.KvHeads : 0;
                 if (heads > 0) owned.Add(t = RopeRows.ToInterleaved(t, heads));
                 tensors.Add((GgufFile.FromHuggingFaceName(name)!, t));
+            }
+            if (config.RopeScaling is not null)
+            {
+                // llama.cpp writes Llama-3.1 scaling as per-frequency divisors.
+                HostTensor divisors = HostTensor.FromSpan<float>(config.RopeScaling.Divisors(config.HeadDim, config.RopeTheta), new Shape(config.HeadDim / 2));
+                owned.Add(divisors);
+                tensors.Add(("rope_freqs.weight", divisors));
             }
             Add("model.embed_tokens.weight", config.VocabSize, h);
             Add("model.norm.weight", h);
