@@ -111,6 +111,12 @@ public sealed class GgufFile : ITensorSource
         return hf;
     }
 
+    /// <summary>Hugging Face and llama.cpp names: whole-model tensors, then per-layer suffixes (model.layers.N.* ↔ blk.N.*).</summary>
+    private static readonly (string Hf, string Gguf)[] ModelNames =
+    [
+        ("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight"),
+    ];
+
     private static readonly (string Hf, string Gguf)[] LayerNames =
     [
         ("input_layernorm.weight", "attn_norm.weight"), ("self_attn.q_proj.weight", "attn_q.weight"), ("self_attn.k_proj.weight", "attn_k.weight"),
@@ -119,36 +125,21 @@ public sealed class GgufFile : ITensorSource
     ];
 
     /// <summary>llama.cpp's tensor name for a Hugging Face Llama tensor name.</summary>
-    public static string? FromHuggingFaceName(string name)
+    public static string? FromHuggingFaceName(string name) => Translate(name, "model.layers.", "blk.", toGguf: true);
+
+    private static string? ToHuggingFaceName(string gguf) => Translate(gguf, "blk.", "model.layers.", toGguf: false);
+
+    private static string? Translate(string name, string fromLayers, string toLayers, bool toGguf)
     {
-        switch (name)
-        {
-            case "model.embed_tokens.weight": return "token_embd.weight";
-            case "model.norm.weight": return "output_norm.weight";
-            case "lm_head.weight": return "output.weight";
-        }
-        if (!name.StartsWith("model.layers.", StringComparison.Ordinal)) return null;
-        string rest = name["model.layers.".Length..];
+        foreach (var (hf, gguf) in ModelNames)
+            if ((toGguf ? hf : gguf) == name) return toGguf ? gguf : hf;
+        if (!name.StartsWith(fromLayers, StringComparison.Ordinal)) return null;
+        string rest = name[fromLayers.Length..];
         int dot = rest.IndexOf('.');
         if (dot <= 0 || !int.TryParse(rest.AsSpan(0, dot), out int layer)) return null;
         string suffix = rest[(dot + 1)..];
-        foreach (var (hf, gguf) in LayerNames) if (hf == suffix) return $"blk.{layer}.{gguf}";
-        return null;
-    }
-
-    private static string? ToHuggingFaceName(string gguf)
-    {
-        switch (gguf)
-        {
-            case "token_embd.weight": return "model.embed_tokens.weight";
-            case "output_norm.weight": return "model.norm.weight";
-            case "output.weight": return "lm_head.weight";
-        }
-        if (!gguf.StartsWith("blk.", StringComparison.Ordinal)) return null;
-        string rest = gguf[4..];
-        int dot = rest.IndexOf('.');
-        if (dot <= 0) return null;
-        foreach (var (hf, g) in LayerNames) if (g == rest[(dot + 1)..]) return $"model.layers.{rest[..dot]}.{hf}";
+        foreach (var (hf, gguf) in LayerNames)
+            if ((toGguf ? hf : gguf) == suffix) return $"{toLayers}{layer}.{(toGguf ? gguf : hf)}";
         return null;
     }
 
