@@ -16,9 +16,9 @@ public static class GpuLayerBenchmark
 {
     public static int Run(GpuBackend gpu, int context, int budget)
     {
-        LlamaConfig config = LlamaConfig.Preset("llama-3-8b") with { Layers = 4, VocabSize = 32000, MaxPositions = context + 64 };
+        LlamaConfig config = LlamaConfig.Preset("llama-3-8b") with { Layers = 4, VocabSize = 32000, MaxPositions = context + 128 };
         using var model = LlamaModel.FromWeights(ModelWeights.Random(config, gpu, DType.F16, seed: 1));
-        using Session session = model.CreateSession(context + 64);
+        using Session session = model.CreateSession(context + 128);
         var random = new Random(1);
         int[] prompt = Enumerable.Range(0, context).Select(_ => random.Next(config.VocabSize)).ToArray();
         var clock = Stopwatch.StartNew();
