@@ -32,7 +32,8 @@ public static class Decoder
     {
         IBackend b = w.Backend;
         LlamaConfig c = w.Config;
-        int n = tokens.Length, pos = s.Length, d = c.HeadDim, qDim = c.Heads * d, kvDim = c.KvHeads * d, ff = c.IntermediateSize;
+        int n = tokens.Length, pos = s.Length, d = c.HeadDim, ff = c.IntermediateSize;
+        var headRows = new Shape(c.Heads + 2 * c.KvHeads, d); // one token's fused Q/K/V, a head per row
         if (n > 1 && policy.Schedule.Any(m => m != LayerAttention.Dense))
             throw new ArgumentException("a multi-token chunk (prefill) must use dense attention.", nameof(policy));
         foreach (int token in tokens)
@@ -45,29 +46,28 @@ public static class Decoder
         for (int l = 0; l < c.Layers; l++)
         {
             LayerWeights lw = w.Layers[l];
-            RowWise(n, r => b.RmsNorm(Row(x, r), lw.AttentionNorm, c.RmsNormEps, Row(normed, r)));
+            for (int r = 0; r < n; r++) b.RmsNorm(Row(x, r), lw.AttentionNorm, c.RmsNormEps, Row(normed, r));
             b.MatMul(lw.Qkv, normed, qkv);
             for (int r = 0; r < n; r++)
             {
-                ITensor row = Row(qkv, r);
-                ITensor q = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(0, c.Heads);
-                ITensor k = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(c.Heads, c.KvHeads);
-                ITensor v = row.Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(c.Heads + c.KvHeads, c.KvHeads);
+                ITensor heads = Row(qkv, r).Reshape(headRows);
+                ITensor q = heads.Slice(0, c.Heads), k = heads.Slice(c.Heads, c.KvHeads), v = heads.Slice(c.Heads + c.KvHeads, c.KvHeads);
                 b.Rope(q, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
                 b.Rope(k, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
                 b.AppendKv(s.Keys[l], s.Values[l], k, v, pos + r);
                 b.UpdatePageBounds(k, pos + r, s.PageMin[l], s.PageMax[l]);
             }
-            for (int r = 0; r < n; r++)
-            {
-                ITensor q = Row(qkv, r).Reshape(new Shape(c.Heads + 2 * c.KvHeads, d)).Slice(0, c.Heads);
-                Attend(b, s, policy, l, q, pos + r + 1, Row(attended, r).Reshape(new Shape(c.Heads, d)), c);
-            }
+            for (int r = 0; r < n; r++) // causal: the token at pos + r sees positions [0, pos + r]
+                Attend(b, s, policy, l, Row(qkv, r).Reshape(headRows).Slice(0, c.Heads), pos + r + 1, Row(attended, r).Reshape(new Shape(c.Heads, d)), c);
             b.MatMul(lw.Output, attended, projected);
             b.AddInPlace(x, projected);
-            RowWise(n, r => b.RmsNorm(Row(x, r), lw.MlpNorm, c.RmsNormEps, Row(normed, r)));
+            for (int r = 0; r < n; r++) b.RmsNorm(Row(x, r), lw.MlpNorm, c.RmsNormEps, Row(normed, r));
             b.MatMul(lw.GateUp, normed, gateUp);
-            RowWise(n, r => b.SwiGlu(Row(gateUp, r).Reshape(new Shape(2, ff)).Slice(0, 1), Row(gateUp, r).Reshape(new Shape(2, ff)).Slice(1, 1), hidden.Slice(r, 1)));
+            for (int r = 0; r < n; r++)
+            {
+                ITensor gateAndUp = Row(gateUp, r).Reshape(new Shape(2, ff));
+                b.SwiGlu(gateAndUp.Slice(0, 1), gateAndUp.Slice(1, 1), hidden.Slice(r, 1));
+            }
             b.MatMul(lw.Down, hidden, projected);
             b.AddInPlace(x, projected);
         }
@@ -110,9 +110,4 @@ public static class Decoder
     }
 
     private static ITensor Row(ITensor t, int r) => t.Slice(r, 1).Reshape(t.Shape.Inner);
-
-    private static void RowWise(int n, Action<int> op)
-    {
-        for (int r = 0; r < n; r++) op(r);
-    }
 }
