@@ -19,9 +19,12 @@ namespace Tidal.Bench.Gpu;
 public static class GpuBenchmarks
 {
     private static double _peak;
+    private static bool _profile;
 
-    public static int Run(GpuBackend gpu)
+    /// <summary>Runs the benchmarks; with <paramref name="profile"/> each op runs twice at one size, for a profiler.</summary>
+    public static int Run(GpuBackend gpu, bool profile = false)
     {
+        _profile = profile;
         Console.WriteLine($"gpu benchmarks: {gpu.Name}");
         Accelerator acc = gpu.Accelerator;
         _peak = StreamRead(acc);
@@ -41,13 +44,13 @@ public static class GpuBenchmarks
 
         using (ITensor q = Fill(DType.F32, heads, d), o = gpu.Allocate(DType.F32, new Shape(heads, d)))
         {
-            foreach (int n in new[] { 8192, 32768, 131072 })
+            foreach (int n in profile ? [32768] : new[] { 8192, 32768, 131072 })
             {
                 using ITensor k = Fill(DType.F16, kvHeads, n, d), v = Fill(DType.F16, kvHeads, n, d);
                 long bytes = 2L * kvHeads * n * d * 2;
                 Report($"dense attention @ {n / 1024}K", bytes, Time(acc, () => gpu.Attention(q, k, v, n, o)));
-                if (n != 131072) continue;
-                foreach (int budget in new[] { 256, 1024, 2048, 4096 })
+                if (n != (profile ? 32768 : 131072)) continue;
+                foreach (int budget in profile ? [2048] : new[] { 256, 1024, 2048, 4096 })
                 {
                     foreach (int rows in new[] { kvHeads, heads })
                     {
@@ -83,6 +86,7 @@ public static class GpuBenchmarks
     /// <summary>Mean milliseconds per call: warm-up, then enough calls for ≥ 200 ms, synchronising once.</summary>
     private static double Time(Accelerator acc, Action op)
     {
+        if (_profile) { op(); op(); acc.Synchronize(); return double.NaN; }
         for (int i = 0; i < 3; i++) op();
         acc.Synchronize();
         var sw = Stopwatch.StartNew();

@@ -5,17 +5,17 @@ using Tidal.Kernels.Accelerators;
 // GPU (CUDA) verification and benchmarks; stage with ../shared/device/prepare bench/Tidal.Bench.Gpu/Tidal.Bench.Gpu.csproj.
 //   verify                 every kernel against the CPU reference on Llama-3-8B shapes (bit-exactness report)
 //   engine MODEL_DIR [N]   tidal-tiny greedy decoding on GPU vs CPU for N steps (default 256), per policy
-//   gpu                    kernel timings vs the peak read bandwidth measured in the same run
+//   gpu [profile]          kernel timings vs the peak read bandwidth measured in the same run (profile: each op twice, for ncu)
 //   layer CONTEXT [BUDGET] decode-step time per Llama-3-8B-shaped layer: dense vs selection vs sparse
-const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu | layer CONTEXT [BUDGET]";
+const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu [profile] | layer CONTEXT [BUDGET]";
 switch (args)
 {
     case ["verify"]:
         using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuVerify.Run(gpu);
     case ["engine", var model, .. var n]:
         using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuEngineCheck.Run(gpu, model, n is [var s] ? int.Parse(s) : 256);
-    case ["gpu"]:
-        using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuBenchmarks.Run(gpu);
+    case ["gpu", .. var rest]:
+        using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuBenchmarks.Run(gpu, rest is ["profile"]);
     case ["layer", var context, .. var b]:
         using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuLayerBenchmark.Run(gpu, int.Parse(context), b is [var k] ? int.Parse(k) : 2048);
     default:

@@ -228,10 +228,11 @@ public sealed class GpuBackend : IBackend
         if (groups != heads)
         {
             ArrayView<float> aggregated = Scratch("aggregated", DType.F32, (long)groups * length).Cast<float>();
-            _groupScore.Launch(scores, Scratch("groupLse", DType.F32, heads).Cast<float>(), aggregated, heads, groups, length);
+            _groupScore.Launch(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(), aggregated, heads, groups, length);
             scores = aggregated;
         }
-        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window }, groups);
+        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups },
+            TopKScratch(groups, length));
     }
 
     /// <inheritdoc/>
@@ -245,7 +246,7 @@ public sealed class GpuBackend : IBackend
         _pages.LaunchScore(F32(q, heads * d), F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), scores,
             new QuestPagesKernel.PageShape { Heads = heads, Group = heads / kvHeads, HeadDim = d, Pages = pages, MaxPages = maxPages, Scale = 1f / MathF.Sqrt(d) });
         ArrayView<int> selected = Scratch("pages", DType.I32, (long)heads * kp).Cast<int>();
-        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1 }, heads);
+        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads }, TopKScratch(heads, pages));
         _pages.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
     }
 
@@ -276,6 +277,8 @@ public sealed class GpuBackend : IBackend
         if (forcedCount > budget)
             throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
     }
+
+    private ArrayView<int> TopKScratch(int rows, int n) => Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(rows, n)).Cast<int>();
 
     /// <summary>A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand.</summary>
     private ArrayView<byte> Scratch(string name, DType type, long count)

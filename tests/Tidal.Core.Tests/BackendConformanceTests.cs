@@ -16,7 +16,7 @@ public abstract class BackendConformanceTests
     protected abstract IBackend CreateBackend();
 
     public static Gen<AttentionTests.Problem> SmallProblems =>
-        from kvHeads in Gen.Choose(1, 2) from groupSize in Gen.Choose(1, 3) from d in Gen.Elements(8, 16)
+        from kvHeads in Gen.Choose(1, 2) from groupSize in Gen.Choose(1, 4) from d in Gen.Elements(8, 16, 24, 40)
         from length in Gen.Choose(1, 80) from seed in TestData.Seed
         select new AttentionTests.Problem(kvHeads, groupSize, d, length + 3, length, seed);
 

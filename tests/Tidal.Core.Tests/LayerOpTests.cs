@@ -63,6 +63,22 @@ public class LayerOpTests
             Assert.True(p.All(float.IsFinite));
         });
 
+    [Property(MaxTest = 60)]
+    public Property LogSumExpTokens_AcrossBlocks_MatchesDoubleOracle() =>
+        Prop.ForAll(Gen.Choose(1, 5 * Softmax.LseBlock + 37).ToArbitrary(), TestData.Seed.ToArbitrary(), (n, seed) =>
+        {
+            float[] x = TestData.Floats(new Random(seed), n, 60f);
+            double m = x.Max();
+            double expected = m + Math.Log(x.Sum(v => Math.Exp(v - m)));
+            float lse = Softmax.LogSumExpTokens(x);
+            // Each block sum (≤ 16 adds per slot, 5 fold adds, Exp 2 ulp) and the merge's sum are within ~30 ulp relative;
+            // Log turns that into absolute error and adds 2 ulp of its result; adding m rounds once more relative to
+            // |lse|. 64·eps·(|lse| + 8) covers both stages with slack.
+            double bound = 64 * TestData.Eps * (Math.Abs(expected) + 8);
+            Assert.True(Math.Abs(lse - expected) <= bound, $"n={n}: {lse} vs {expected} (bound {bound})");
+            Assert.Equal(float.NegativeInfinity, Softmax.LogSumExpTokens([float.NegativeInfinity, float.NegativeInfinity]));
+        });
+
     [Fact]
     public void Argmax_TakesTheLowestIndexOfTies_AndSkipsNaN()
     {

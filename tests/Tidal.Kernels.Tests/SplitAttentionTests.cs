@@ -15,6 +15,7 @@ public sealed class SplitAttentionTests : IDisposable
     [Theory]
     [InlineData(700, 16, 2, 2, 600)]
     [InlineData(1100, 8, 1, 4, 513)]
+    [InlineData(1200, 64, 1, 4, 1100)]
     public void DenseAndGathered_AcrossSplits_EqualReferencePartialsMerged(int length, int d, int kvHeads, int group, int k)
     {
         int heads = kvHeads * group, split = Attention.DecodeSplitSize(Math.Min(length, k));

@@ -156,7 +156,8 @@ public static class Attention
 
     /// <summary>
     /// Merges split-K partial states: for each head, M = max lse_s, w_s = Exp(lse_s − M), output = Σ w_s·o_s / Σ w_s
-    /// (both sums in split order, the first with fma), lse = M + Log(Σ w_s). All-empty splits give 0 and −∞.
+    /// (both sums over s in the token-axis order, the first with fma, so a GPU merges with one lane per split slot),
+    /// lse = M + Log(Σ w_s). All-empty splits give 0 and −∞.
     /// </summary>
     /// <param name="outputs">[splits, nHeads, headDim].</param>
     /// <param name="lses">[splits, nHeads].</param>
@@ -175,28 +176,35 @@ public static class Attention
         if (output.Length % heads != 0)
             throw new ArgumentException($"output ({output.Length}) is not [nHeads {heads}, headDim].", nameof(output));
         if (!lse.IsEmpty && lse.Length != heads) throw new ArgumentException($"lse has {lse.Length} elements, expected {heads}.", nameof(lse));
-        int d = output.Length / heads;
+        int d = output.Length / heads, used = Math.Min(splits, Reduction.Slots);
+        var slots = new float[used * d];
+        Span<float> totals = stackalloc float[Reduction.Slots];
         for (int h = 0; h < heads; h++)
         {
             float m = float.NegativeInfinity;
             for (int s = 0; s < splits; s++) m = MathF.Max(m, lses[s * heads + h]);
             Span<float> o = output.Slice(h * d, d);
-            o.Clear();
             if (float.IsNegativeInfinity(m))
             {
                 // Every split was empty: (−∞) − (−∞) would be NaN, so the merged state is the empty state.
+                o.Clear();
                 if (!lse.IsEmpty) lse[h] = m;
                 continue;
             }
-            float total = 0f;
+            Array.Clear(slots);
+            totals.Clear();
             for (int s = 0; s < splits; s++)
             {
+                int slot = s % Reduction.Slots;
                 float w = TidalMath.Exp(lses[s * heads + h] - m);
-                total += w;
+                totals[slot] += w;
                 ReadOnlySpan<float> os = outputs.Slice((s * heads + h) * d, d);
-                for (int i = 0; i < d; i++) o[i] = TidalMath.Fma(w, os[i], o[i]);
+                Span<float> acc = slots.AsSpan(slot * d, d);
+                for (int i = 0; i < d; i++) acc[i] = TidalMath.Fma(w, os[i], acc[i]);
             }
-            for (int i = 0; i < d; i++) o[i] /= total;
+            float total = Reduction.FoldHalving(totals.Slice(0, used));
+            Reduction.FoldHalving(slots, used, d);
+            for (int i = 0; i < d; i++) o[i] = slots[i] / total;
             if (!lse.IsEmpty) lse[h] = m + TidalMath.Log(total);
         }
     }

@@ -30,18 +30,47 @@ public static class Softmax
         for (; i < x.Length; i++) y[i] = TidalMath.Exp(x[i] - shift);
     }
 
+    /// <summary>Entries per block of <see cref="LogSumExpTokens"/>.</summary>
+    public const int LseBlock = 512;
+
     /// <summary>
-    /// log Σ e^(x[j]) over token-axis entries (a row of attention logits): m + log Σ e^(x[j] − m), the sum in the
-    /// token-axis order of <see cref="Reduction"/>. Empty or all −∞ gives −∞.
+    /// log Σ e^(x[j]) over token-axis entries (a row of attention logits), computed the way split-K attention computes
+    /// its normaliser, so a GPU spreads a long row over many groups: per block of <see cref="LseBlock"/> entries,
+    /// lse_b = m_b + log Σ e^(x[j] − m_b) (m_b the block's max, the sum in the token-axis order of
+    /// <see cref="Reduction"/>); then M = max lse_b and lse = M + log Σ_b e^(lse_b − M), again in the token-axis order.
+    /// One block's lse is the result as is. Empty or all −∞ gives −∞.
     /// </summary>
     public static float LogSumExpTokens(ReadOnlySpan<float> x)
     {
         if (x.IsEmpty) return float.NegativeInfinity;
+        int blocks = (x.Length + LseBlock - 1) / LseBlock;
+        if (blocks == 1) return LogSumExpBlock(x);
+        var lses = new float[blocks];
+        for (int b = 0; b < blocks; b++) lses[b] = LogSumExpBlock(x.Slice(b * LseBlock, Math.Min(LseBlock, x.Length - b * LseBlock)));
+        return MergeLogSumExps(lses);
+    }
+
+    /// <summary>One block of <see cref="LogSumExpTokens"/>: m + log Σ e^(x[j] − m) in the token-axis order.</summary>
+    public static float LogSumExpBlock(ReadOnlySpan<float> x)
+    {
         float m = TensorPrimitives.Max(x);
         if (float.IsNegativeInfinity(m)) return m;
+        return m + TidalMath.Log(SumExpTokens(x, m));
+    }
+
+    /// <summary>The merge step of <see cref="LogSumExpTokens"/>: M + log Σ e^(lse_b − M) in the token-axis order.</summary>
+    public static float MergeLogSumExps(ReadOnlySpan<float> lses)
+    {
+        float m = TensorPrimitives.Max(lses);
+        if (float.IsNegativeInfinity(m)) return m;
+        return m + TidalMath.Log(SumExpTokens(lses, m));
+    }
+
+    private static float SumExpTokens(ReadOnlySpan<float> x, float m)
+    {
         Span<float> slots = stackalloc float[Reduction.Slots];
         slots.Clear();
         for (int j = 0; j < x.Length; j++) slots[j & (Reduction.Slots - 1)] += TidalMath.Exp(x[j] - m);
-        return m + TidalMath.Log(Reduction.FoldHalving(slots.Slice(0, Math.Min(x.Length, Reduction.Slots))));
+        return Reduction.FoldHalving(slots.Slice(0, Math.Min(x.Length, Reduction.Slots)));
     }
 }

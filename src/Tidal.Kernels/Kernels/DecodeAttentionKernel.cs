@@ -6,13 +6,16 @@ namespace Tidal.Kernels.Kernels;
 /// <summary>
 /// Decode attention of one query token over an F16 KV cache, dense (a position range) or gathered (an index set per
 /// query head, per KV head, or shared), in splits of positions (split-K) that <see cref="MergeStatesKernel"/> merges.
-/// One group per (block of up to 4 query heads that share a KV head and a token list, split), so each K and V row is
-/// read once for the whole GQA block:
+/// One group of 32 threads per 8-channel chunk (one warp per chunk) per (block of up to 4 query heads that share a KV
+/// head and a token list, split), so each K and V row is read once for the whole GQA block:
 /// <list type="number">
-/// <item>scores: P = 2^⌈log2(d/8)⌉ lanes per token, one 16-byte K chunk per lane, 8 fma slots per head, shuffle-xor fold;</item>
+/// <item>scores: P lanes per token, one 16-byte K chunk per lane against the block's query chunks held in registers
+/// (8 fma slots per head), four tokens' loads in flight; the lanes then fold every head at once by a transposed
+/// butterfly (each shuffle step halves the heads a lane keeps), so the block's scores cost log2(P) + 1 shuffles, not
+/// heads · log2(P);</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
-/// <item>lane t of every warp is token slot t (tokens t, t + 32, …, in order) and warp w owns channels [16w, 16w + 16):
-/// it loads 32 bytes of V per token and accumulates p·v with fma; the 32 slots then fold by shuffle-xor halving.</item>
+/// <item>lane t of warp c is token slot t (tokens t, t + 32, …, in order) for channels [8c, 8c + 8): 16 bytes of V per
+/// token, four tokens in flight, p·v with fma; the 32 slots then fold by shuffle-xor halving.</item>
 /// </list>
 /// Reference: Tidal.Core.Reference.Attention.Partial / SparsePerQueryHead / SparsePerKvHead / SparseShared, bit for bit.
 /// </summary>
@@ -75,45 +78,118 @@ public sealed class DecodeAttentionKernel
         public float Scale;
     }
 
-    private readonly Action<KernelConfig, Args> _kernel;
+    private readonly Action<KernelConfig, Args> _kernel, _twoPerSm;
 
-    /// <summary>Compiles the kernel.</summary>
-    public DecodeAttentionKernel(Accelerator accelerator) => _kernel = accelerator.LoadStreamKernel<Args>(Run);
+    /// <summary>Compiles the kernel: once for any head dimension and once for d ≤ 128 with registers capped so that two
+    /// groups of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped by another's work).</summary>
+    public DecodeAttentionKernel(Accelerator accelerator)
+    {
+        _kernel = accelerator.LoadStreamKernel<Args>(Run);
+        _twoPerSm = accelerator.AcceleratorType == AcceleratorType.Cuda // the CPU accelerator rejects launch bounds
+            ? accelerator.LoadStreamKernel<Args>(Run, new KernelSpecialization(TwoPerSmThreads, 2)) : _kernel;
+    }
+
+    private const int TwoPerSmThreads = 512;
 
     /// <summary>Splits needed for <paramref name="count"/> tokens.</summary>
     public static int SplitCount(int count, int splitSize) => Math.Max(1, (count + splitSize - 1) / splitSize);
 
-    /// <summary>Heads that can share one group's loads: per-query-head index sets share nothing.</summary>
+    /// <summary>Heads that can share one group's loads (1, 2 or 4): per-query-head index sets share nothing.</summary>
     public static int HeadsPerBlockFor(int mode, int group)
     {
         if (mode == Modes.PerQueryHead) return 1;
-        for (int h = MaxHeadsPerBlock; h > 1; h--) if (group % h == 0) return h;
+        for (int h = MaxHeadsPerBlock; h > 1; h /= 2) if (group % h == 0) return h;
         return 1;
     }
 
-    /// <summary>Launches (heads / HeadsPerBlock) × splits groups of 32 · ⌈d/16⌉ threads.</summary>
+    /// <summary>Launches (heads / HeadsPerBlock) × splits groups of 32 · d/8 threads.</summary>
     public void Launch(Args args)
     {
         if (args.HeadDim % 8 != 0 || args.HeadDim > 256) throw new ArgumentException($"GPU attention needs headDim a multiple of 8 and at most 256, got {args.HeadDim}.", nameof(args));
-        int warps = (args.HeadDim / 8 + 1) / 2, splits = SplitCount(args.Count, args.SplitSize);
-        int shared = args.HeadsPerBlock * (args.HeadDim + args.SplitSize + warps);
-        _kernel(new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, splits), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
+        if (args.HeadsPerBlock is not (1 or 2 or 4)) throw new ArgumentException($"HeadsPerBlock must be 1, 2 or 4, got {args.HeadsPerBlock}.", nameof(args));
+        int warps = args.HeadDim / 8, splits = SplitCount(args.Count, args.SplitSize);
+        int shared = args.HeadsPerBlock * (args.SplitSize + warps);
+        (32 * warps <= TwoPerSmThreads ? _twoPerSm : _kernel)(
+            new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, splits), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
     }
 
-    private static int Position(in Args a, int head, int j)
-    {
-        if (a.Mode == Modes.Range) return a.Start + j;
-        if (a.Mode == Modes.PerQueryHead) return a.Indices[(long)head * a.Count + j];
-        if (a.Mode == Modes.PerKvHead) return a.Indices[(long)(head / a.Group) * a.Count + j];
-        return a.Indices[j];
-    }
+    /// <summary>Where entry j of the block's token list starts in the cache, in 8-element chunks.</summary>
+    private static long Row(in Args a, long kvBase, long listBase, int chunks, int j) =>
+        kvBase + (long)(a.Mode == Modes.Range ? a.Start + j : a.Indices[listBase + j]) * chunks;
 
-    private static Vec8 SharedChunk(ArrayView<float> s, int offset)
+    private static Vec8 QueryChunk(in Args a, int head, int part, int chunks)
     {
         var v = new Vec8();
-        v.F0 = s[offset]; v.F1 = s[offset + 1]; v.F2 = s[offset + 2]; v.F3 = s[offset + 3];
-        v.F4 = s[offset + 4]; v.F5 = s[offset + 5]; v.F6 = s[offset + 6]; v.F7 = s[offset + 7];
+        if (part >= chunks) return v;
+        ArrayView<F4> q = a.Q.Cast<F4>();
+        long at = ((long)head * a.HeadDim + part * 8) / 4;
+        F4 x = q[at], y = q[at + 1];
+        v.F0 = x.X; v.F1 = x.Y; v.F2 = x.Z; v.F3 = x.W; v.F4 = y.X; v.F5 = y.Y; v.F6 = y.Z; v.F7 = y.W;
         return v;
+    }
+
+    private static Vec8 Widen(U4 u)
+    {
+        var v = new Vec8();
+        v.F0 = KernelMath.HalfToFloat(u.X & 0xFFFF); v.F1 = KernelMath.HalfToFloat(u.X >> 16);
+        v.F2 = KernelMath.HalfToFloat(u.Y & 0xFFFF); v.F3 = KernelMath.HalfToFloat(u.Y >> 16);
+        v.F4 = KernelMath.HalfToFloat(u.Z & 0xFFFF); v.F5 = KernelMath.HalfToFloat(u.Z >> 16);
+        v.F6 = KernelMath.HalfToFloat(u.W & 0xFFFF); v.F7 = KernelMath.HalfToFloat(u.W >> 16);
+        return v;
+    }
+
+    private static float Dot8(in Vec8 k, in Vec8 q)
+    {
+        var s = new Vec8();
+        s.Fma(k, q);
+        return KernelMath.FoldSlots(s);
+    }
+
+    /// <summary>
+    /// Scores entry j (lane part of P) for every head of the block: the lane folds in the feature-axis order, then a
+    /// transposed butterfly over the P lanes: at each of the first log2(hb) steps a lane keeps half of its heads (by
+    /// bit h of the lane) and adds the partner's copy of those, so lane part ends with head part / (P / hb). Each
+    /// step's sum is L[i] + L[i + h] of the canonical halving (addition commutes), so the bits are the reference's.
+    /// </summary>
+    private static void ScoreToken(in Args a, ArrayView<float> probs, int S, int hb, int P, int part, int n, int j, U4 raw,
+        in Vec8 q0, in Vec8 q1, in Vec8 q2, in Vec8 q3)
+    {
+        Vec8 k = Widen(raw);
+        float r0 = Dot8(k, q0), r1 = hb > 1 ? Dot8(k, q1) : 0f, r2 = hb > 2 ? Dot8(k, q2) : 0f, r3 = hb > 2 ? Dot8(k, q3) : 0f;
+        int h = P / 2;
+        if (hb == 4)
+        {
+            bool high = (part & h) != 0;
+            float keep0 = high ? r2 : r0, keep1 = high ? r3 : r1, send0 = high ? r0 : r2, send1 = high ? r1 : r3;
+            r0 = KernelMath.Add(keep0, Warp.ShuffleXor(send0, h));
+            r1 = KernelMath.Add(keep1, Warp.ShuffleXor(send1, h));
+            h /= 2;
+        }
+        if (hb > 1)
+        {
+            bool high = (part & h) != 0;
+            float keep = high ? r1 : r0, send = high ? r0 : r1;
+            r0 = KernelMath.Add(keep, Warp.ShuffleXor(send, h));
+            h /= 2;
+        }
+        for (; h >= 1; h /= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, h));
+        int lanesPerHead = P / hb;
+        if (j < n && part % lanesPerHead == 0) probs[part / lanesPerHead * S + j] = KernelMath.Mul(r0, a.Scale);
+    }
+
+    private static void Accumulate(ArrayView<float> probs, int S, int hb, int j, U4 raw, ref float d0, ref float d1, ref float d2, ref float d3,
+        ref Vec8 o0, ref Vec8 o1, ref Vec8 o2, ref Vec8 o3)
+    {
+        Vec8 v = Widen(raw);
+        float p0 = probs[j];
+        d0 = KernelMath.Add(d0, p0); o0.Fma(p0, v);
+        if (hb > 1) { float p1 = probs[S + j]; d1 = KernelMath.Add(d1, p1); o1.Fma(p1, v); }
+        if (hb > 2)
+        {
+            float p2 = probs[2 * S + j], p3 = probs[3 * S + j];
+            d2 = KernelMath.Add(d2, p2); o2.Fma(p2, v);
+            d3 = KernelMath.Add(d3, p3); o3.Fma(p3, v);
+        }
     }
 
     /// <summary>Folds a slot accumulator over the 32 lanes (token slots) by shuffle-xor halving.</summary>
@@ -134,68 +210,41 @@ public sealed class DecodeAttentionKernel
         output[at + 6] = valid != 0 ? o.F6 / total : 0f; output[at + 7] = valid != 0 ? o.F7 / total : 0f;
     }
 
-    /// <summary>Scores token j for every head of the block from this lane's K chunk (zero for idle lanes), folding over P lanes.</summary>
-    private static void ScoreToken(in Args a, ArrayView<float> q, ArrayView<float> probs, int S, int hb, int d, int chunks, int n, int j, int part, int p, in Vec8 k)
-    {
-        Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
-        if (j < n && part < chunks)
-        {
-            s0.Fma(k, SharedChunk(q, part * 8));
-            if (hb > 1) s1.Fma(k, SharedChunk(q, d + part * 8));
-            if (hb > 2) s2.Fma(k, SharedChunk(q, 2 * d + part * 8));
-            if (hb > 3) s3.Fma(k, SharedChunk(q, 3 * d + part * 8));
-        }
-        float r0 = KernelMath.FoldLanes(KernelMath.FoldSlots(s0), p);
-        float r1 = KernelMath.FoldLanes(KernelMath.FoldSlots(s1), p);
-        float r2 = KernelMath.FoldLanes(KernelMath.FoldSlots(s2), p);
-        float r3 = KernelMath.FoldLanes(KernelMath.FoldSlots(s3), p);
-        if (j < n && part == 0)
-        {
-            probs[j] = KernelMath.Mul(r0, a.Scale);
-            if (hb > 1) probs[S + j] = KernelMath.Mul(r1, a.Scale);
-            if (hb > 2) probs[2 * S + j] = KernelMath.Mul(r2, a.Scale);
-            if (hb > 3) probs[3 * S + j] = KernelMath.Mul(r3, a.Scale);
-        }
-    }
-
-    private static void Accumulate(ArrayView<float> probs, int S, int j, int hb, in Vec8 v0, in Vec8 v1, ref float d0, ref float d1, ref float d2, ref float d3,
-        ref Vec8 o00, ref Vec8 o01, ref Vec8 o10, ref Vec8 o11, ref Vec8 o20, ref Vec8 o21, ref Vec8 o30, ref Vec8 o31)
-    {
-        float p0 = probs[j];
-        d0 = KernelMath.Add(d0, p0); o00.Fma(p0, v0); o01.Fma(p0, v1);
-        if (hb > 1) { float p1 = probs[S + j]; d1 = KernelMath.Add(d1, p1); o10.Fma(p1, v0); o11.Fma(p1, v1); }
-        if (hb > 2) { float p2 = probs[2 * S + j]; d2 = KernelMath.Add(d2, p2); o20.Fma(p2, v0); o21.Fma(p2, v1); }
-        if (hb > 3) { float p3 = probs[3 * S + j]; d3 = KernelMath.Add(d3, p3); o30.Fma(p3, v0); o31.Fma(p3, v1); }
-    }
-
     private static void Run(Args a)
     {
         ArrayView<float> shared = SharedMemory.GetDynamic<float>();
         int hb = a.HeadsPerBlock, firstHead = Grid.IdxX * hb, split = Grid.IdxY, tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
-        int d = a.HeadDim, chunks = d / 8, warps = Group.DimX / 32, S = a.SplitSize;
+        int d = a.HeadDim, chunks = d / 8, threads = Group.DimX, S = a.SplitSize;
         int splitStart = split * S;
         int n = Math.Min(S, a.Count - splitStart);
-        ArrayView<float> q = shared.SubView(0, hb * d);
-        ArrayView<float> probs = shared.SubView(hb * d, hb * S);
-        ArrayView<float> warpMax = shared.SubView(hb * d + hb * S, hb * warps);
+        ArrayView<float> probs = shared.SubView(0, hb * S);
+        ArrayView<float> warpMax = shared.SubView(hb * S, hb * chunks);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
+        long listBase = (a.Mode == Modes.PerQueryHead ? (long)firstHead * a.Count
+            : a.Mode == Modes.PerKvHead ? (long)(firstHead / a.Group) * a.Count : 0L) + splitStart;
+        if (a.Mode == Modes.Range) kvBase += splitStart * (long)chunks;
 
-        for (int i = tid; i < hb * d; i += Group.DimX) q[i] = a.Q[(long)firstHead * d + i];
-        Group.Barrier();
-
-        // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block; P lanes per token.
-        int p = 1;
-        while (p < chunks) p *= 2;
-        int tokensPerWarp = 32 / p, sub = lane / p, part = lane % p;
-        int stride = warps * tokensPerWarp;
-        for (int first = warp * tokensPerWarp; first < n; first += 2 * stride)
+        // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block; P lanes per token, 4 tokens in flight.
+        int P = hb;
+        while (P < chunks) P *= 2;
+        int perPass = threads / P, sub = tid / P, part = tid % P;
+        bool active = part < chunks;
+        Vec8 q0 = QueryChunk(a, firstHead, part, chunks);
+        Vec8 q1 = hb > 1 ? QueryChunk(a, firstHead + 1, part, chunks) : new Vec8();
+        Vec8 q2 = hb > 2 ? QueryChunk(a, firstHead + 2, part, chunks) : new Vec8();
+        Vec8 q3 = hb > 2 ? QueryChunk(a, firstHead + 3, part, chunks) : new Vec8();
+        ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
+        for (int first = 0; first < n; first += 4 * perPass) // a group-uniform bound: the folds shuffle whole warps
         {
-            // Two tokens per lane group per pass, both K loads issued before either is used.
-            int ja = first + sub, jb = first + stride + sub;
-            Vec8 ka = ja < n && part < chunks ? Loads.Chunk(a.Keys, kvBase + (long)Position(a, firstHead, splitStart + ja) * chunks + part, Format.F16) : new Vec8();
-            Vec8 kb = jb < n && part < chunks ? Loads.Chunk(a.Keys, kvBase + (long)Position(a, firstHead, splitStart + jb) * chunks + part, Format.F16) : new Vec8();
-            ScoreToken(a, q, probs, S, hb, d, chunks, n, ja, part, p, ka);
-            ScoreToken(a, q, probs, S, hb, d, chunks, n, jb, part, p, kb);
+            int j0 = first + sub, j1 = j0 + perPass, j2 = j1 + perPass, j3 = j2 + perPass;
+            U4 k0 = active && j0 < n ? keys[Row(a, kvBase, listBase, chunks, j0) + part] : default;
+            U4 k1 = active && j1 < n ? keys[Row(a, kvBase, listBase, chunks, j1) + part] : default;
+            U4 k2 = active && j2 < n ? keys[Row(a, kvBase, listBase, chunks, j2) + part] : default;
+            U4 k3 = active && j3 < n ? keys[Row(a, kvBase, listBase, chunks, j3) + part] : default;
+            ScoreToken(a, probs, S, hb, P, part, n, j0, k0, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, part, n, j1, k1, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, part, n, j2, k2, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, part, n, j3, k3, q0, q1, q2, q3);
         }
         Group.Barrier();
 
@@ -203,20 +252,19 @@ public sealed class DecodeAttentionKernel
         for (int h = 0; h < hb; h++)
         {
             float m = float.NegativeInfinity;
-            for (int j = tid; j < n; j += Group.DimX) m = MathF.Max(m, probs[h * S + j]);
+            for (int j = tid; j < n; j += threads) m = MathF.Max(m, probs[h * S + j]);
             for (int x = 16; x >= 1; x /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, x));
-            if (lane == 0) warpMax[h * warps + warp] = m;
+            if (lane == 0) warpMax[h * chunks + warp] = m;
         }
         Group.Barrier();
         float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, m2 = float.NegativeInfinity, m3 = float.NegativeInfinity;
-        for (int w = 0; w < warps; w++)
+        for (int w = 0; w < chunks; w++)
         {
             m0 = MathF.Max(m0, warpMax[w]);
-            if (hb > 1) m1 = MathF.Max(m1, warpMax[warps + w]);
-            if (hb > 2) m2 = MathF.Max(m2, warpMax[2 * warps + w]);
-            if (hb > 3) m3 = MathF.Max(m3, warpMax[3 * warps + w]);
+            if (hb > 1) m1 = MathF.Max(m1, warpMax[chunks + w]);
+            if (hb > 2) { m2 = MathF.Max(m2, warpMax[2 * chunks + w]); m3 = MathF.Max(m3, warpMax[3 * chunks + w]); }
         }
-        for (int i = tid; i < hb * n; i += Group.DimX)
+        for (int i = tid; i < hb * n; i += threads)
         {
             int h = i / n, j = i % n;
             float s = probs[h * S + j];
@@ -226,23 +274,20 @@ public sealed class DecodeAttentionKernel
         }
         Group.Barrier();
 
-        // Phase 3: lane = token slot, warp w = channels [16w, 16w + 16): D and O accumulate in token order, with fma.
-        int c0 = 2 * warp, c1 = 2 * warp + 1;
-        bool second = c1 < chunks;
-        Vec8 o00 = new Vec8(), o01 = new Vec8(), o10 = new Vec8(), o11 = new Vec8(), o20 = new Vec8(), o21 = new Vec8(), o30 = new Vec8(), o31 = new Vec8();
+        // Phase 3: lane = token slot, warp = channel chunk: D and O accumulate in token order with fma, 4 tokens in flight.
+        Vec8 o0 = new Vec8(), o1 = new Vec8(), o2 = new Vec8(), o3 = new Vec8();
         float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f;
-        for (int j = lane; j < n; j += 64)
+        for (int j0 = lane; j0 < n; j0 += 128)
         {
-            // Two tokens' V loads in flight before either is accumulated; each slot still takes its tokens in order.
-            bool next = j + 32 < n;
-            long row = kvBase + (long)Position(a, firstHead, splitStart + j) * chunks;
-            long rowNext = next ? kvBase + (long)Position(a, firstHead, splitStart + j + 32) * chunks : row;
-            Vec8 v0 = Loads.Chunk(a.Values, row + c0, Format.F16);
-            Vec8 v1 = second ? Loads.Chunk(a.Values, row + c1, Format.F16) : new Vec8();
-            Vec8 w0 = Loads.Chunk(a.Values, rowNext + c0, Format.F16);
-            Vec8 w1 = second ? Loads.Chunk(a.Values, rowNext + c1, Format.F16) : new Vec8();
-            Accumulate(probs, S, j, hb, v0, v1, ref d0, ref d1, ref d2, ref d3, ref o00, ref o01, ref o10, ref o11, ref o20, ref o21, ref o30, ref o31);
-            if (next) Accumulate(probs, S, j + 32, hb, w0, w1, ref d0, ref d1, ref d2, ref d3, ref o00, ref o01, ref o10, ref o11, ref o20, ref o21, ref o30, ref o31);
+            int j1 = j0 + 32, j2 = j0 + 64, j3 = j0 + 96;
+            U4 v0 = values[Row(a, kvBase, listBase, chunks, j0) + warp];
+            U4 v1 = j1 < n ? values[Row(a, kvBase, listBase, chunks, j1) + warp] : default;
+            U4 v2 = j2 < n ? values[Row(a, kvBase, listBase, chunks, j2) + warp] : default;
+            U4 v3 = j3 < n ? values[Row(a, kvBase, listBase, chunks, j3) + warp] : default;
+            Accumulate(probs, S, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            if (j1 < n) Accumulate(probs, S, hb, j1, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            if (j2 < n) Accumulate(probs, S, hb, j2, v2, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            if (j3 < n) Accumulate(probs, S, hb, j3, v3, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
         }
 
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
@@ -250,17 +295,13 @@ public sealed class DecodeAttentionKernel
         int valid = n > 0 ? 1 : 0;
         for (int h = 0; h < hb; h++)
         {
-            Vec8 first = h == 0 ? o00 : h == 1 ? o10 : h == 2 ? o20 : o30;
-            Vec8 last = h == 0 ? o01 : h == 1 ? o11 : h == 2 ? o21 : o31;
+            Vec8 o = FoldSlots32(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3);
             float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3, 32);
-            first = FoldSlots32(first);
-            last = FoldSlots32(last);
             int head = firstHead + h;
             long outBase = splits <= 1 ? (long)head * d : ((long)split * a.Heads + head) * d;
             if (lane == 0)
             {
-                Store(a.Output, outBase + c0 * 8, first, total, valid);
-                if (second) Store(a.Output, outBase + c1 * 8, last, total, valid);
+                Store(a.Output, outBase + warp * 8, o, total, valid);
                 if (warp == 0)
                 {
                     float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;

@@ -1,43 +1,88 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Tidal.Core.Reference;
 
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// The group score of each token for shared selection: per head the log-sum-exp of its logits (32 token slots, warp
-/// fold), then per token log Σ_h p_h(t) in log space. Reference: Tidal.Core.Reference.TopK.AggregateGroup.
+/// The group score of each token for shared selection: per head the log-sum-exp of its logits (one warp per block of
+/// <see cref="Softmax.LseBlock"/> logits, then one warp per head merging the blocks), then per token log Σ_h p_h(t) in
+/// log space. Reference: Tidal.Core.Reference.TopK.AggregateGroup with Softmax.LogSumExpTokens.
 /// </summary>
 public sealed class GroupScoreKernel
 {
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _lse;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _blockLse;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _mergeLse;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _aggregate;
 
     /// <summary>Compiles the kernels.</summary>
     public GroupScoreKernel(Accelerator accelerator)
     {
-        _lse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LogSumExp);
+        _blockLse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(BlockLogSumExp);
+        _mergeLse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(MergeLogSumExps);
         _aggregate = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(Aggregate);
     }
 
-    /// <summary>logits [heads, n] → aggregated [groups, n]; <paramref name="lse"/> is [heads] scratch.</summary>
-    public void Launch(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n)
+    /// <summary>Scratch floats <see cref="Launch"/> needs for <paramref name="heads"/> rows of <paramref name="n"/> logits.</summary>
+    public static long ScratchSize(int heads, int n) => (long)heads * (Blocks(n) + 1);
+
+    private static int Blocks(int n) => Math.Max(1, (n + Softmax.LseBlock - 1) / Softmax.LseBlock);
+
+    /// <summary>logits [heads, n] → aggregated [groups, n]; <paramref name="scratch"/> holds <see cref="ScratchSize"/> floats.</summary>
+    public void Launch(ArrayView<float> logits, ArrayView<float> scratch, ArrayView<float> aggregated, int heads, int groups, int n)
     {
-        _lse(new KernelConfig(heads, 32), logits, lse, n);
+        int blocks = Blocks(n);
+        ArrayView<float> lse = scratch.SubView(0, heads), blockLse = scratch.SubView(heads, (long)heads * blocks);
+        _blockLse(new KernelConfig(new Index2D(blocks, heads), new Index2D(32, 1)), logits, blockLse, n);
+        _mergeLse(new KernelConfig(heads, 32), blockLse, lse, blocks);
         _aggregate(new KernelConfig(new Index2D((n + 127) / 128, groups), new Index2D(128, 1)), logits, lse, aggregated, heads, groups, n);
     }
 
-    private static void LogSumExp(ArrayView<float> logits, ArrayView<float> lse, int n)
+    /// <summary>m + log of the sum of the 32 lanes' slot values (folded by halving); −∞ when m is.</summary>
+    private static float Finish(float m, float slot) =>
+        m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot, 32)));
+
+    private static void BlockLogSumExp(ArrayView<float> logits, ArrayView<float> blockLse, int n)
     {
-        int head = Grid.IdxX, lane = Group.IdxX;
-        long row = (long)head * n;
+        int block = Grid.IdxX, head = Grid.IdxY, lane = Group.IdxX, blocks = Grid.DimX;
+        int start = block * Softmax.LseBlock, count = Math.Min(Softmax.LseBlock, n - start);
+        long row = (long)head * n + start;
         float m = float.NegativeInfinity;
-        for (int j = lane; j < n; j += 32) m = MathF.Max(m, logits[row + j]);
+        for (int j = lane; j < count; j += 32) m = MathF.Max(m, logits[row + j]);
         for (int h = 16; h >= 1; h /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, h));
         float slot = 0f;
         if (m != float.NegativeInfinity)
-            for (int j = lane; j < n; j += 32) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(logits[row + j], m)));
-        float total = KernelMath.FoldLanes(slot, 32);
-        if (lane == 0) lse[head] = m == float.NegativeInfinity || n == 0 ? float.NegativeInfinity : KernelMath.Add(m, KernelMath.Log(total));
+            for (int j = lane; j < count; j += 128)
+            {
+                // Four loads in flight; the slot still adds its entries in ascending order.
+                float x0 = logits[row + j], x1 = j + 32 < count ? logits[row + j + 32] : 0f;
+                float x2 = j + 64 < count ? logits[row + j + 64] : 0f, x3 = j + 96 < count ? logits[row + j + 96] : 0f;
+                slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x0, m)));
+                if (j + 32 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x1, m)));
+                if (j + 64 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x2, m)));
+                if (j + 96 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x3, m)));
+            }
+        float lse = Finish(m, slot);
+        if (lane == 0) blockLse[(long)head * blocks + block] = lse;
+    }
+
+    private static void MergeLogSumExps(ArrayView<float> blockLse, ArrayView<float> lse, int blocks)
+    {
+        int head = Grid.IdxX, lane = Group.IdxX;
+        long row = (long)head * blocks;
+        if (blocks == 1)
+        {
+            if (lane == 0) lse[head] = blockLse[row];
+            return;
+        }
+        float m = float.NegativeInfinity;
+        for (int b = lane; b < blocks; b += 32) m = MathF.Max(m, blockLse[row + b]);
+        for (int h = 16; h >= 1; h /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, h));
+        float slot = 0f;
+        if (m != float.NegativeInfinity)
+            for (int b = lane; b < blocks; b += 32) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(blockLse[row + b], m)));
+        float total = Finish(m, slot);
+        if (lane == 0) lse[head] = total;
     }
 
     private static void Aggregate(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n)

@@ -4,15 +4,25 @@ using ILGPU.Runtime;
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// Top-k selection, one group of 256 threads per row of scores: radix select on order-preserving keys (4 passes of
-/// 8-bit histograms in shared memory, integer atomics, so counts are exact), then an ordered compaction (block scans)
-/// that writes forced positions, keys above the threshold, and the lowest-positioned keys equal to it, ascending.
+/// Top-k selection spread over many groups per row: each row is cut into chunks of <see cref="ChunkSize"/> positions,
+/// one group of 256 threads per (chunk, row). A radix select on order-preserving keys finds the threshold in three
+/// passes of 11, 11 and 10 bits; each pass builds a chunk histogram in shared memory and adds it to the row's
+/// histogram in global memory (integer atomics, so counts are exact), and every group of the next launch replays the
+/// digit choices from those histograms. A counting launch then records, per chunk, the keys above the threshold and
+/// equal to it, and the writing launch places each chunk's picks (forced positions, keys above the threshold, and the
+/// lowest-positioned keys equal to it) at its offset, so the output is ascending. Six launches in all, each reading
+/// the scores once (from L2 after the first).
 /// Reference: Tidal.Core.Reference.TopK.Select, identical sets.
 /// </summary>
 public sealed class TopKSelectKernel
 {
     private const int Threads = 256;
     private const int PerThread = 16;
+    private const int Bins = 2048;
+    private const int Passes = 3;
+
+    /// <summary>Positions per group.</summary>
+    public const int ChunkSize = Threads * PerThread;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -21,6 +31,10 @@ public sealed class TopKSelectKernel
         public ArrayView<float> Scores;
         /// <summary>Selected positions [rows, K], ascending.</summary>
         public ArrayView<int> Output;
+        /// <summary>Histograms [Passes, rows, Bins], zero before the first pass.</summary>
+        public ArrayView<int> Histograms;
+        /// <summary>Per chunk (keys above the threshold, keys equal to it), [rows, chunks, 2].</summary>
+        public ArrayView<int> Counts;
         /// <summary>Positions per row (the current token is N − 1).</summary>
         public int N;
         /// <summary>Selected per row: min(budget, N).</summary>
@@ -29,23 +43,54 @@ public sealed class TopKSelectKernel
         public int Sinks;
         /// <summary>Forced trailing positions (at least the current token).</summary>
         public int Window;
+        /// <summary>Rows.</summary>
+        public int Rows;
     }
 
-    private readonly Action<KernelConfig, Args> _kernel;
+    private readonly Action<KernelConfig, Args, int> _histogram;
+    private readonly Action<KernelConfig, Args> _count, _write;
 
-    /// <summary>Compiles the kernel.</summary>
-    public TopKSelectKernel(Accelerator accelerator) => _kernel = accelerator.LoadStreamKernel<Args>(Run);
+    /// <summary>Compiles the kernels.</summary>
+    public TopKSelectKernel(Accelerator accelerator)
+    {
+        _histogram = accelerator.LoadStreamKernel<Args, int>(Histogram);
+        _count = accelerator.LoadStreamKernel<Args>(Count);
+        _write = accelerator.LoadStreamKernel<Args>(Write);
+    }
 
-    /// <summary>Selects for <paramref name="rows"/> rows.</summary>
-    public void Launch(Args args, int rows) => _kernel(new KernelConfig(rows, Threads), args);
+    /// <summary>Chunks (groups) per row of <paramref name="n"/> positions.</summary>
+    public static int Chunks(int n) => Math.Max(1, (n + ChunkSize - 1) / ChunkSize);
+
+    /// <summary>Scratch ints one selection needs: histograms, then per-chunk counts.</summary>
+    public static long ScratchSize(int rows, int n) => (long)Passes * rows * Bins + 2L * rows * Chunks(n);
+
+    /// <summary>Selects for <c>args.Rows</c> rows; <paramref name="scratch"/> holds <see cref="ScratchSize"/> ints.</summary>
+    public void Launch(Args args, ArrayView<int> scratch)
+    {
+        long histograms = (long)Passes * args.Rows * Bins;
+        args.Histograms = scratch.SubView(0, histograms);
+        args.Counts = scratch.SubView(histograms, 2L * args.Rows * Chunks(args.N));
+        var grid = new KernelConfig(new Index2D(Chunks(args.N), args.Rows), new Index2D(Threads, 1));
+        if (args.K < args.N)
+        {
+            args.Histograms.MemSetToZero();
+            for (int pass = 0; pass < Passes; pass++) _histogram(grid, args, pass);
+            _count(grid, args);
+        }
+        _write(grid, args);
+    }
+
+    private static int Shift(int pass) => pass == 0 ? 21 : pass == 1 ? 10 : 0;
+
+    private static uint DigitMask(int pass) => pass == 2 ? 0x3FFu : 0x7FFu;
 
     private static bool Forced(int t, int sinks, int windowStart) => t < sinks || t >= windowStart;
 
-    /// <summary>Exclusive scan of one flag per thread over the group; returns (exclusive prefix, group total).</summary>
-    private static int Scan(ArrayView<int> scratch, int flag, out int total)
+    /// <summary>Exclusive scan of one value per thread over the group; returns (exclusive prefix, group total).</summary>
+    private static int Scan(ArrayView<int> scratch, int value, out int total)
     {
         int tid = Group.IdxX;
-        scratch[tid] = flag;
+        scratch[tid] = value;
         Group.Barrier();
         for (int offset = 1; offset < Threads; offset *= 2)
         {
@@ -57,90 +102,140 @@ public sealed class TopKSelectKernel
         total = scratch[Threads - 1];
         int inclusive = scratch[tid];
         Group.Barrier();
-        return inclusive - flag;
+        return inclusive - value;
     }
 
-    private static void Run(Args a)
+    private static int WindowStart(in Args a) => Math.Max(0, a.N - Math.Max(a.Window, 1));
+
+    /// <summary>
+    /// Replays the digit choices of the first <paramref name="passes"/> passes from the row's histograms: the key
+    /// prefix chosen so far, its mask, and how many keys with that prefix remain to be taken. With nothing to select
+    /// beyond the forced positions, the prefix is a key no score reaches (0xFFFFFFFF) and nothing remains.
+    /// </summary>
+    private static void Resolve(in Args a, int row, int passes, ArrayView<int> scan, ArrayView<int> found, out uint prefix, out uint mask, out int remaining)
     {
-        ArrayView<int> histogram = SharedMemory.Allocate<int>(256);
-        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
-        ArrayView<uint> state = SharedMemory.Allocate<uint>(3); // prefix, mask, remaining
-        int row = Grid.IdxX, tid = Group.IdxX, n = a.N;
-        long inBase = (long)row * n, outBase = (long)row * a.K;
-        if (a.K >= n)
-        {
-            for (int t = tid; t < n; t += Threads) a.Output[outBase + t] = t;
-            return;
-        }
-        int window = Math.Max(a.Window, 1), sinks = Math.Min(a.Sinks, n);
-        int windowStart = Math.Max(0, n - window);
+        int n = a.N, sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
         int forcedCount = sinks + (n - windowStart) - Math.Max(0, sinks - windowStart);
-        if (tid == 0)
+        remaining = a.K - forcedCount;
+        prefix = 0xFFFF_FFFFu;
+        mask = 0;
+        if (remaining <= 0) { remaining = 0; return; }
+        prefix = 0;
+        int tid = Group.IdxX;
+        for (int pass = 0; pass < passes; pass++)
         {
-            state[0] = 0xFFFF_FFFFu; // no candidate key exceeds or equals this when nothing is to be selected
-            state[1] = 0;
-            state[2] = (uint)(a.K - forcedCount);
+            // Thread t owns the 8 bins [Bins − 8t − 8, Bins − 8t), so the scan runs from the largest digit down.
+            ArrayView<int> histogram = a.Histograms.SubView(((long)pass * a.Rows + row) * Bins, Bins);
+            int top = Bins - 8 * tid, sum = 0;
+            for (int b = top - 1; b >= top - 8; b--) sum += histogram[b];
+            int before = Scan(scan, sum, out int _);
+            if (before < remaining && remaining <= before + sum)
+            {
+                int r = remaining - before, digit = top - 1;
+                for (; digit > top - 8 && histogram[digit] < r; digit--) r -= histogram[digit];
+                found[0] = digit;
+                found[1] = r;
+            }
+            Group.Barrier();
+            prefix |= (uint)found[0] << Shift(pass);
+            mask |= DigitMask(pass) << Shift(pass);
+            remaining = found[1];
+            Group.Barrier();
+        }
+    }
+
+    private static void Histogram(Args a, int pass)
+    {
+        ArrayView<int> local = SharedMemory.Allocate<int>(Bins);
+        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<int> found = SharedMemory.Allocate<int>(2);
+        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
+        Resolve(a, row, pass, scan, found, out uint prefix, out uint mask, out int remaining);
+        if (remaining == 0) return;
+        for (int b = tid; b < Bins; b += Threads) local[b] = 0;
+        Group.Barrier();
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), shift = Shift(pass);
+        uint digitMask = DigitMask(pass);
+        long rowBase = (long)row * a.N;
+        int end = Math.Min(a.N, (chunk + 1) * ChunkSize);
+        for (int t = chunk * ChunkSize + tid; t < end; t += Threads)
+        {
+            if (Forced(t, sinks, windowStart)) continue;
+            uint key = KernelMath.OrderedKey(a.Scores[rowBase + t]);
+            if ((key & mask) == prefix) Atomic.Add(ref local[(int)((key >> shift) & digitMask)], 1);
         }
         Group.Barrier();
-        if (a.K - forcedCount > 0)
+        long global = ((long)pass * a.Rows + row) * Bins;
+        for (int b = tid; b < Bins; b += Threads)
+            if (local[b] != 0) Atomic.Add(ref a.Histograms[global + b], local[b]);
+    }
+
+    private static void Count(Args a)
+    {
+        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<int> found = SharedMemory.Allocate<int>(2);
+        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
+        Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int _);
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a);
+        long rowBase = (long)row * a.N;
+        int end = Math.Min(a.N, (chunk + 1) * ChunkSize), above = 0, equal = 0;
+        for (int t = chunk * ChunkSize + tid; t < end; t += Threads)
         {
-            if (tid == 0) state[0] = 0;
-            for (int shift = 24; shift >= 0; shift -= 8)
-            {
-                histogram[tid] = 0;
-                Group.Barrier();
-                uint prefix = state[0], mask = state[1];
-                for (int t = tid; t < n; t += Threads)
-                {
-                    if (Forced(t, sinks, windowStart)) continue;
-                    uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
-                    if ((key & mask) == prefix) Atomic.Add(ref histogram[(int)((key >> shift) & 0xFF)], 1);
-                }
-                Group.Barrier();
-                if (tid == 0)
-                {
-                    int remaining = (int)state[2], digit = 255;
-                    for (; digit > 0 && histogram[digit] < remaining; digit--) remaining -= histogram[digit];
-                    state[0] = prefix | ((uint)digit << shift);
-                    state[1] = mask | (0xFFu << shift);
-                    state[2] = (uint)remaining;
-                }
-                Group.Barrier();
-            }
+            if (Forced(t, sinks, windowStart)) { above++; continue; }
+            uint key = KernelMath.OrderedKey(a.Scores[rowBase + t]);
+            if (key > threshold) above++;
+            else if (key == threshold) equal++;
         }
-        uint threshold = state[0];
-        int needEqual = (int)state[2];
-        // Ordered compaction in tiles of Threads·PerThread positions; thread t owns a run of PerThread consecutive
-        // positions, so one pair of block scans serves PerThread positions per thread.
-        int equalBefore = 0, selectedBefore = 0;
-        for (int tile = 0; tile < n; tile += Threads * PerThread)
+        Scan(scan, above, out int aboveTotal);
+        Scan(scan, equal, out int equalTotal);
+        long at = ((long)row * Grid.DimX + chunk) * 2;
+        if (tid == 0) { a.Counts[at] = aboveTotal; a.Counts[at + 1] = equalTotal; }
+    }
+
+    private static void Write(Args a)
+    {
+        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<int> found = SharedMemory.Allocate<int>(2);
+        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX, n = a.N;
+        long inBase = (long)row * n, outBase = (long)row * a.K;
+        int runStart = chunk * ChunkSize + tid * PerThread, runEnd = Math.Min(runStart + PerThread, n);
+        if (a.K >= n)
         {
-            int runStart = tile + tid * PerThread, runEnd = Math.Min(runStart + PerThread, n);
-            int equals = 0;
-            for (int t = runStart; t < runEnd; t++)
-                if (!Forced(t, sinks, windowStart) && KernelMath.OrderedKey(a.Scores[inBase + t]) == threshold) equals++;
-            int equalRank = Scan(scan, equals, out int equalTotal) + equalBefore;
-            int selectedHere = 0;
-            for (int t = runStart, rank = equalRank; t < runEnd; t++)
+            for (int t = runStart; t < runEnd; t++) a.Output[outBase + t] = t;
+            return;
+        }
+        Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int needEqual);
+        int sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
+        int aboveBefore = 0, equalBefore = 0;
+        for (int c = 0; c < chunk; c++)
+        {
+            long at = ((long)row * Grid.DimX + c) * 2;
+            aboveBefore += a.Counts[at];
+            equalBefore += a.Counts[at + 1];
+        }
+        // Thread t owns a run of PerThread consecutive positions, so one pair of block scans serves the whole chunk.
+        int equals = 0;
+        for (int t = runStart; t < runEnd; t++)
+            if (!Forced(t, sinks, windowStart) && KernelMath.OrderedKey(a.Scores[inBase + t]) == threshold) equals++;
+        int equalRank = Scan(scan, equals, out int _) + equalBefore;
+        int selectedHere = 0;
+        for (int t = runStart, rank = equalRank; t < runEnd; t++)
+        {
+            if (Forced(t, sinks, windowStart)) { selectedHere++; continue; }
+            uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
+            if (key > threshold) selectedHere++;
+            else if (key == threshold) { if (rank < needEqual) selectedHere++; rank++; }
+        }
+        int slot = Scan(scan, selectedHere, out int _) + aboveBefore + Math.Min(equalBefore, needEqual);
+        for (int t = runStart, rank = equalRank; t < runEnd; t++)
+        {
+            bool take = Forced(t, sinks, windowStart);
+            if (!take)
             {
-                if (Forced(t, sinks, windowStart)) { selectedHere++; continue; }
                 uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
-                if (key > threshold) selectedHere++;
-                else if (key == threshold) { if (rank < needEqual) selectedHere++; rank++; }
+                take = key > threshold || (key == threshold && rank++ < needEqual);
             }
-            int slot = Scan(scan, selectedHere, out int selectedTotal) + selectedBefore;
-            for (int t = runStart, rank = equalRank; t < runEnd; t++)
-            {
-                bool take = Forced(t, sinks, windowStart);
-                if (!take)
-                {
-                    uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
-                    take = key > threshold || (key == threshold && rank++ < needEqual);
-                }
-                if (take) a.Output[outBase + slot++] = t;
-            }
-            equalBefore += equalTotal;
-            selectedBefore += selectedTotal;
+            if (take) a.Output[outBase + slot++] = t;
         }
     }
 }
