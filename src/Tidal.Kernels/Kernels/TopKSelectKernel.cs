@@ -23,6 +23,7 @@ public sealed class TopKSelectKernel
 
     /// <summary>Positions per group.</summary>
     public const int ChunkSize = Threads * PerThread;
+    private const int SkewedChunk = ChunkSize + ChunkSize / 32;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -125,14 +126,20 @@ public sealed class TopKSelectKernel
         for (int pass = 0; pass < passes; pass++)
         {
             // Thread t owns the 8 bins [Bins − 8t − 8, Bins − 8t), so the scan runs from the largest digit down.
-            ArrayView<int> histogram = a.Histograms.SubView(((long)pass * a.Rows + row) * Bins, Bins);
-            int top = Bins - 8 * tid, sum = 0;
-            for (int b = top - 1; b >= top - 8; b--) sum += histogram[b];
+            // Two 16-byte loads per thread (one round trip), then the owner walks its bins down from the top.
+            ArrayView<U4> histogram = a.Histograms.SubView(((long)pass * a.Rows + row) * Bins, Bins).Cast<U4>();
+            int top = Bins - 8 * tid;
+            U4 low = histogram[(top - 8) / 4], high = histogram[(top - 4) / 4];
+            int sum = (int)(low.X + low.Y + low.Z + low.W + high.X + high.Y + high.Z + high.W);
             int before = Scan(scan, sum, out int _);
             if (before < remaining && remaining <= before + sum)
             {
                 int r = remaining - before, digit = top - 1;
-                for (; digit > top - 8 && histogram[digit] < r; digit--) r -= histogram[digit];
+                bool done = false;
+                Walk((int)high.W, ref r, ref digit, ref done); Walk((int)high.Z, ref r, ref digit, ref done);
+                Walk((int)high.Y, ref r, ref digit, ref done); Walk((int)high.X, ref r, ref digit, ref done);
+                Walk((int)low.W, ref r, ref digit, ref done); Walk((int)low.Z, ref r, ref digit, ref done);
+                Walk((int)low.Y, ref r, ref digit, ref done);
                 found[0] = digit;
                 found[1] = r;
             }
@@ -142,6 +149,15 @@ public sealed class TopKSelectKernel
             remaining = found[1];
             Group.Barrier();
         }
+    }
+
+    /// <summary>One step down from bin <paramref name="digit"/> (holding <paramref name="count"/> keys): if fewer keys
+    /// than still needed sit there, take them all and move to the next lower bin; else the threshold digit is found.</summary>
+    private static void Walk(int count, ref int r, ref int digit, ref bool done)
+    {
+        if (done) return;
+        if (count < r) { r -= count; digit--; }
+        else done = true;
     }
 
     private static void Histogram(Args a, int pass)
@@ -158,11 +174,17 @@ public sealed class TopKSelectKernel
         uint digitMask = DigitMask(pass);
         long rowBase = (long)row * a.N;
         int end = Math.Min(a.N, (chunk + 1) * ChunkSize);
-        for (int t = chunk * ChunkSize + tid; t < end; t += Threads)
+        for (int t = chunk * ChunkSize + tid; t < end; t += 4 * Threads)
         {
-            if (Forced(t, sinks, windowStart)) continue;
-            uint key = KernelMath.OrderedKey(a.Scores[rowBase + t]);
-            if ((key & mask) == prefix) Atomic.Add(ref local[(int)((key >> shift) & digitMask)], 1);
+            // Four loads in flight per thread; a histogram does not care in which order it counts.
+            float x0 = a.Scores[rowBase + t];
+            float x1 = t + Threads < end ? a.Scores[rowBase + t + Threads] : 0f;
+            float x2 = t + 2 * Threads < end ? a.Scores[rowBase + t + 2 * Threads] : 0f;
+            float x3 = t + 3 * Threads < end ? a.Scores[rowBase + t + 3 * Threads] : 0f;
+            CountDigit(local, x0, t, end, sinks, windowStart, prefix, mask, shift, digitMask);
+            CountDigit(local, x1, t + Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
+            CountDigit(local, x2, t + 2 * Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
+            CountDigit(local, x3, t + 3 * Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
         }
         Group.Barrier();
         long global = ((long)pass * a.Rows + row) * Bins;
@@ -170,19 +192,49 @@ public sealed class TopKSelectKernel
             if (local[b] != 0) Atomic.Add(ref a.Histograms[global + b], local[b]);
     }
 
+    private static void CountDigit(ArrayView<int> local, float score, int t, int end, int sinks, int windowStart, uint prefix, uint mask, int shift, uint digitMask)
+    {
+        if (t >= end || Forced(t, sinks, windowStart)) return;
+        uint key = KernelMath.OrderedKey(score);
+        if ((key & mask) == prefix) Atomic.Add(ref local[(int)((key >> shift) & digitMask)], 1);
+    }
+
+    /// <summary>Where key i of a chunk lives in shared memory: one padding word per 32 keys, so the 32 lanes of a warp
+    /// reading their runs (16 apart) hit 32 different banks.</summary>
+    private static int Skewed(int i) => i + i / 32;
+
+    /// <summary>Loads the chunk's keys into shared memory with coalesced loads, four in flight per thread.</summary>
+    private static void LoadKeys(in Args a, ArrayView<uint> keys, long rowBase, int first, int end)
+    {
+        for (int i = Group.IdxX; first + i < end; i += 4 * Threads)
+        {
+            int t = first + i;
+            float x0 = a.Scores[rowBase + t];
+            float x1 = t + Threads < end ? a.Scores[rowBase + t + Threads] : 0f;
+            float x2 = t + 2 * Threads < end ? a.Scores[rowBase + t + 2 * Threads] : 0f;
+            float x3 = t + 3 * Threads < end ? a.Scores[rowBase + t + 3 * Threads] : 0f;
+            keys[Skewed(i)] = KernelMath.OrderedKey(x0);
+            if (t + Threads < end) keys[Skewed(i + Threads)] = KernelMath.OrderedKey(x1);
+            if (t + 2 * Threads < end) keys[Skewed(i + 2 * Threads)] = KernelMath.OrderedKey(x2);
+            if (t + 3 * Threads < end) keys[Skewed(i + 3 * Threads)] = KernelMath.OrderedKey(x3);
+        }
+        Group.Barrier();
+    }
+
     private static void Count(Args a)
     {
         ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
+        ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
         Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int _);
-        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a);
-        long rowBase = (long)row * a.N;
-        int end = Math.Min(a.N, (chunk + 1) * ChunkSize), above = 0, equal = 0;
-        for (int t = chunk * ChunkSize + tid; t < end; t += Threads)
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize;
+        int end = Math.Min(a.N, first + ChunkSize), above = 0, equal = 0;
+        LoadKeys(a, keys, (long)row * a.N, first, end);
+        for (int t = first + tid; t < end; t += Threads)
         {
             if (Forced(t, sinks, windowStart)) { above++; continue; }
-            uint key = KernelMath.OrderedKey(a.Scores[rowBase + t]);
+            uint key = keys[Skewed(t - first)];
             if (key > threshold) above++;
             else if (key == threshold) equal++;
         }
@@ -192,10 +244,24 @@ public sealed class TopKSelectKernel
         if (tid == 0) { a.Counts[at] = aboveTotal; a.Counts[at + 1] = equalTotal; }
     }
 
+    /// <summary>Σ of one per-chunk count over the chunks before <paramref name="chunk"/>, summed by the whole group.</summary>
+    private static int CountBefore(in Args a, ArrayView<int> scan, int row, int chunk, int which)
+    {
+        int sum = 0;
+        for (int c0 = 0; c0 < chunk; c0 += Threads)
+        {
+            int c = c0 + Group.IdxX;
+            Scan(scan, c < chunk ? a.Counts[((long)row * Grid.DimX + c) * 2 + which] : 0, out int total);
+            sum += total;
+        }
+        return sum;
+    }
+
     private static void Write(Args a)
     {
         ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
+        ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX, n = a.N;
         long inBase = (long)row * n, outBase = (long)row * a.K;
         int runStart = chunk * ChunkSize + tid * PerThread, runEnd = Math.Min(runStart + PerThread, n);
@@ -206,23 +272,19 @@ public sealed class TopKSelectKernel
         }
         Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int needEqual);
         int sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
-        int aboveBefore = 0, equalBefore = 0;
-        for (int c = 0; c < chunk; c++)
-        {
-            long at = ((long)row * Grid.DimX + c) * 2;
-            aboveBefore += a.Counts[at];
-            equalBefore += a.Counts[at + 1];
-        }
+        int aboveBefore = CountBefore(a, scan, row, chunk, 0), equalBefore = CountBefore(a, scan, row, chunk, 1);
+        int first = chunk * ChunkSize;
+        LoadKeys(a, keys, inBase, first, Math.Min(n, first + ChunkSize));
         // Thread t owns a run of PerThread consecutive positions, so one pair of block scans serves the whole chunk.
         int equals = 0;
         for (int t = runStart; t < runEnd; t++)
-            if (!Forced(t, sinks, windowStart) && KernelMath.OrderedKey(a.Scores[inBase + t]) == threshold) equals++;
+            if (!Forced(t, sinks, windowStart) && keys[Skewed(t - first)] == threshold) equals++;
         int equalRank = Scan(scan, equals, out int _) + equalBefore;
         int selectedHere = 0;
         for (int t = runStart, rank = equalRank; t < runEnd; t++)
         {
             if (Forced(t, sinks, windowStart)) { selectedHere++; continue; }
-            uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
+            uint key = keys[Skewed(t - first)];
             if (key > threshold) selectedHere++;
             else if (key == threshold) { if (rank < needEqual) selectedHere++; rank++; }
         }
@@ -232,7 +294,7 @@ public sealed class TopKSelectKernel
             bool take = Forced(t, sinks, windowStart);
             if (!take)
             {
-                uint key = KernelMath.OrderedKey(a.Scores[inBase + t]);
+                uint key = keys[Skewed(t - first)];
                 take = key > threshold || (key == threshold && rank++ < needEqual);
             }
             if (take) a.Output[outBase + slot++] = t;
