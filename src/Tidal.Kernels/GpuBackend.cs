@@ -26,6 +26,7 @@ public sealed class GpuBackend : IBackend
     private readonly DecodeAttentionKernel _attention;
     private readonly MergeStatesKernel _merge;
     private readonly GroupScoreKernel _groupScore;
+    private readonly SampleKernel _sample;
     private readonly TopKSelectKernel _topK;
     private readonly QuestPagesKernel _pages;
     private readonly ArgmaxKernel _argmax;
@@ -44,6 +45,7 @@ public sealed class GpuBackend : IBackend
         _attention = new DecodeAttentionKernel(a);
         _merge = new MergeStatesKernel(a);
         _groupScore = new GroupScoreKernel(a);
+        _sample = new SampleKernel(a);
         _topK = new TopKSelectKernel(a);
         _pages = new QuestPagesKernel(a);
         _argmax = new ArgmaxKernel(a);
@@ -248,6 +250,24 @@ public sealed class GpuBackend : IBackend
         ArrayView<int> selected = Scratch("pages", DType.I32, (long)heads * kp).Cast<int>();
         _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads }, TopKScratch(heads, pages));
         _pages.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
+    }
+
+    /// <inheritdoc/>
+    public int Sample(ITensor logits, float temperature, float topP, ulong seed, long step)
+    {
+        Sampling.Validate(temperature, topP);
+        if (temperature == 0) return Argmax(logits);
+        int n = (int)logits.Shape.ElementCount;
+        ArrayView<int> result = Scratch("sample", DType.I32, 1).Cast<int>();
+        _sample.Launch(new SampleKernel.Args
+        {
+            Logits = F32(logits, n), Masses = Scratch("masses", DType.F32, 2L * n).Cast<ulong>(), Result = result, N = n,
+            Temperature = temperature, TopP = topP, Uniform = Sampling.Uniform(seed, step),
+        });
+        var host = new int[1];
+        Accelerator.Synchronize();
+        result.SubView(0, 1).CopyToCPU(host);
+        return host[0];
     }
 
     /// <inheritdoc/>

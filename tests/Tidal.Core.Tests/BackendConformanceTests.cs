@@ -34,6 +34,20 @@ public abstract class BackendConformanceTests
         return result;
     }
 
+    [Property(MaxTest = 12)]
+    public Property Sample_DrawsTheReferenceToken() =>
+        Prop.ForAll(Gen.Choose(1, 3000).ToArbitrary(), TestData.Seed.ToArbitrary(), (n, seed) =>
+        {
+            using IBackend backend = CreateBackend();
+            var random = new Random(seed);
+            float[] logits = TestData.Floats(random, n, 12f);
+            if (n > 3) logits[random.Next(n)] = float.NaN;
+            using ITensor t = Put(backend, logits, n);
+            foreach ((float temperature, float topP) in new[] { (0f, 1f), (1f, 1f), (0.7f, 0.9f), (1.6f, 0.3f), (0.25f, 0.02f) })
+                for (long step = 0; step < 3; step++)
+                    Assert.Equal(Sampling.Sample(logits, temperature, topP, (ulong)seed, step), backend.Sample(t, temperature, topP, (ulong)seed, step));
+        });
+
     [Property(MaxTest = 15)]
     public Property LayerOps_MatchTheReference_Bitwise() =>
         Prop.ForAll(Gen.Choose(1, 40).ToArbitrary(), TestData.Seed.ToArbitrary(), (n, seed) =>

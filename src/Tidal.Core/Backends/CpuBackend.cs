@@ -174,6 +174,10 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public int Argmax(ITensor logits) => Elementwise.Argmax(Read<float>(logits));
 
+    /// <inheritdoc/>
+    public int Sample(ITensor logits, float temperature, float topP, ulong seed, long step) =>
+        Sampling.Sample(Read<float>(logits), temperature, topP, seed, step);
+
     /// <summary>Nothing to release: each tensor owns its memory.</summary>
     public void Dispose() { }
 

@@ -73,4 +73,7 @@ public interface IBackend : IDisposable
 
     /// <summary><see cref="Elementwise.Argmax"/>; waits for pending work.</summary>
     int Argmax(ITensor logits);
+
+    /// <summary><see cref="Sampling.Sample"/> (temperature 0 is <see cref="Argmax"/>); waits for pending work.</summary>
+    int Sample(ITensor logits, float temperature, float topP, ulong seed, long step);
 }

@@ -9,7 +9,7 @@ public sealed record GenerationOptions
     /// <summary>0 for greedy decoding; otherwise logits are divided by it before sampling.</summary>
     public float Temperature { get; init; }
 
-    /// <summary>Nucleus sampling: sample from the smallest set of tokens whose probability reaches TopP (1 = all).</summary>
+    /// <summary>Nucleus sampling: sample from the smallest set of most probable tokens whose probability reaches TopP (1 = all; tokens tied at the boundary all stay). See Tidal.Core.Reference.Sampling.</summary>
     public float TopP { get; init; } = 1f;
 
     /// <summary>Seed of the sampler (null: a random seed).</summary>

@@ -13,7 +13,8 @@ public sealed class Session : IDisposable
     private readonly LlamaModel _model;
     private readonly DecodeState _state;
     private readonly List<int> _tokens = [];
-    private float[] _logits;
+    private readonly float[] _logits;
+    private bool _logitsOnHost;
     private int _correctedUpTo;
     private int? _unfed; // the last generated token, fed at the start of the next prompt
 
@@ -30,8 +31,16 @@ public sealed class Session : IDisposable
     /// <summary>Positions this session holds.</summary>
     public int MaxContext => _state.Capacity;
 
-    /// <summary>Logits after the last token fed.</summary>
-    public ReadOnlySpan<float> Logits => _logits;
+    /// <summary>Logits after the last token fed (copied from the backend on first access after each step).</summary>
+    public ReadOnlySpan<float> Logits
+    {
+        get
+        {
+            if (!_logitsOnHost) _model.Weights.Backend.Download<float>(_state.Logits, _logits);
+            _logitsOnHost = true;
+            return _logits;
+        }
+    }
 
     /// <summary>Feeds tokens densely (prefill, in chunks) and computes the last one's logits.</summary>
     /// <exception cref="ContextLengthExceededException">The tokens do not fit the session's context.</exception>
@@ -40,7 +49,7 @@ public sealed class Session : IDisposable
         Decoder.Forward(_model.Weights, _state, tokens, AttentionPolicy.Full(_model.Config.Layers), computeLogits: true);
         foreach (int t in tokens) _tokens.Add(t);
         _correctedUpTo = _tokens.Count;
-        _model.Weights.Backend.Download<float>(_state.Logits, _logits);
+        _logitsOnHost = false;
     }
 
     /// <summary>
@@ -53,7 +62,7 @@ public sealed class Session : IDisposable
         policy.Validate(_model.Config.Layers);
         Decoder.Forward(_model.Weights, _state, [token], policy, computeLogits: true);
         _tokens.Add(token);
-        _model.Weights.Backend.Download<float>(_state.Logits, _logits);
+        _logitsOnHost = false;
         if (policy.CorrectionInterval > 0 && _tokens.Count - _correctedUpTo >= policy.CorrectionInterval) CorrectCache();
     }
 
@@ -85,14 +94,15 @@ public sealed class Session : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         await Task.Yield();
         Prefill(ids);
-        var sampler = new Sampler(options);
+        // Sampling runs where the logits are (Sampling.Sample): one int crosses to the host per token.
+        ulong seed = options.Seed is int s ? (ulong)s : (ulong)Random.Shared.NextInt64();
         var text = new Utf8StreamDecoder();
         var stops = new StopStringFilter(options.StopStrings);
         bool stopped = false;
         for (int i = 0; i < options.MaxNewTokens && !stopped; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int next = sampler.Next(_logits);
+            int next = _model.Weights.Backend.Sample(_state.Logits, options.Temperature, options.TopP, seed, _tokens.Count);
             _unfed = next;
             if (options.StopAtEndOfSequence && _model.Config.EosTokenIds.Contains(next)) break;
             string piece = tokenizer.IsSpecial(next) ? "" : text.Push(tokenizer.TokenBytes(next));

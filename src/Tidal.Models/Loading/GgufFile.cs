@@ -143,7 +143,9 @@ public sealed class GgufFile : ITensorSource
         return null;
     }
 
-    private int Int(string key) => _values.TryGetValue(key, out var v) && v is long l ? checked((int)l) : throw new ModelFormatException($"{Path}: metadata key '{key}' is missing or not an integer.");
+    private int Int(string key) => _values.TryGetValue(key, out var v) && v is long l
+        ? l is >= int.MinValue and <= int.MaxValue ? (int)l : throw new ModelFormatException($"{Path}: metadata key '{key}' = {l} does not fit a 32-bit integer.")
+        : throw new ModelFormatException($"{Path}: metadata key '{key}' is missing or not an integer.");
 
     private double Double(string key, double fallback) => _values.TryGetValue(key, out var v) ? v switch
     {
