@@ -1,59 +1,26 @@
-// Streams a greedy continuation from a Llama model with a chosen attention policy.
-//   dotnet run -c Release --project samples/Tidal.Generate -- [--model DIR] [--policy full|tidal|quest] [--budget K]
-//                                                             [--max-tokens N] [--cuda] [PROMPT]
-// Without --model it uses models/tidal-tiny from this repository.
-using System.Diagnostics;
+// A program that uses Tidal as a NuGet package: streams a TidalDecode continuation from the bundled tidal-tiny model.
+//   dotnet run -c Release --project samples/Tidal.Generate -- [--cuda] [--max-tokens N] [PROMPT]
+// (after `dotnet pack Tidal.sln -c Release -o artifacts/packages`; .ci/run does both).
 using Tidal.Core.Backends;
 using Tidal.Kernels;
 using Tidal.Kernels.Accelerators;
 using Tidal.Models.Engine;
 
-string model = Path.Combine(FindRepositoryRoot(), "models", "tidal-tiny"), policyName = "tidal", prompt = "In the beginning God created the heaven and the earth.";
-int budget = 256, maxTokens = 64;
+string prompt = "The pass key for ORION is";
+int maxTokens = 16;
 bool cuda = false;
 for (int i = 0; i < args.Length; i++)
 {
-    switch (args[i])
-    {
-        case "--model": model = args[++i]; break;
-        case "--policy": policyName = args[++i]; break;
-        case "--budget": budget = int.Parse(args[++i]); break;
-        case "--max-tokens": maxTokens = int.Parse(args[++i]); break;
-        case "--cuda": cuda = true; break;
-        case "--help" or "-h":
-            Console.WriteLine("usage: Tidal.Generate [--model DIR] [--policy full|tidal|quest] [--budget K] [--max-tokens N] [--cuda] [PROMPT]");
-            return 0;
-        default: prompt = args[i]; break;
-    }
+    if (args[i] == "--cuda") cuda = true;
+    else if (args[i] == "--max-tokens") maxTokens = int.Parse(args[++i]);
+    else prompt = args[i];
 }
 
 using IBackend backend = cuda ? new GpuBackend(DeviceKind.Cuda) : new CpuBackend();
-using LlamaModel llama = LlamaModel.Load(model, backend);
-int layers = llama.Config.Layers;
-AttentionPolicy policy = policyName switch
-{
-    "full" => AttentionPolicy.Full(layers),
-    "tidal" => AttentionPolicy.TidalDecode(layers, budget),
-    "quest" => AttentionPolicy.Quest(layers, budget),
-    _ => throw new ArgumentException($"unknown policy '{policyName}' (full, tidal, quest)"),
-};
-Console.Error.WriteLine($"{backend.Name}; policy {policy.Name}, budget {budget}");
-using Session session = llama.CreateSession(Math.Min(llama.Config.MaxPositions, 4096));
+using LlamaModel model = LlamaModel.Load(LlamaModel.DefaultDirectory ?? throw new FileNotFoundException("tidal-tiny is not beside the program"), backend);
+using Session session = model.CreateSession(1024);
+var options = new GenerationOptions { MaxNewTokens = maxTokens, Policy = AttentionPolicy.TidalDecode(model.Config.Layers, budget: 128) };
 Console.Write(prompt);
-var clock = Stopwatch.StartNew();
-int generated = 0;
-await foreach (GeneratedToken token in session.GenerateAsync(prompt, new GenerationOptions { MaxNewTokens = maxTokens, Policy = policy }))
-{
-    Console.Write(token.Text);
-    generated++;
-}
+await foreach (GeneratedToken token in session.GenerateAsync(prompt, options)) Console.Write(token.Text);
 Console.WriteLine();
-Console.Error.WriteLine($"{generated} tokens in {clock.Elapsed.TotalSeconds:F2} s ({generated / clock.Elapsed.TotalSeconds:F1} tokens/s, prefill included)");
 return 0;
-
-static string FindRepositoryRoot()
-{
-    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        if (File.Exists(Path.Combine(dir.FullName, "Tidal.sln"))) return dir.FullName;
-    return Directory.GetCurrentDirectory();
-}

@@ -52,6 +52,20 @@ public sealed class LlamaModel : IDisposable
         return new LlamaModel(config, tokenizer, ModelWeights.Load(tensors, config, backend, cancellationToken, progress));
     }
 
+    /// <summary>
+    /// The directory of tidal-tiny, the small model bundled with this package (copied beside the application as
+    /// models/tidal-tiny), or null when it is not there. For trying Tidal and for tests; its MODEL_CARD.md says what it
+    /// can do.
+    /// </summary>
+    public static string? DefaultDirectory
+    {
+        get
+        {
+            string path = Path.Combine(AppContext.BaseDirectory, "models", "tidal-tiny");
+            return File.Exists(Path.Combine(path, "config.json")) ? path : null;
+        }
+    }
+
     /// <summary>Wraps weights loaded elsewhere (e.g. random weights for benchmarks), with a tokenizer if text is needed.</summary>
     public static LlamaModel FromWeights(ModelWeights weights, Tokenizer? tokenizer = null) => new(weights.Config, tokenizer, weights);
 

@@ -66,6 +66,13 @@ public sealed class Session : IDisposable
         if (policy.CorrectionInterval > 0 && _tokens.Count - _correctedUpTo >= policy.CorrectionInterval) CorrectCache();
     }
 
+    /// <summary>
+    /// Draws the next token from the last logits where they live (<see cref="Tidal.Core.Reference.Sampling.Sample"/>:
+    /// temperature 0 is greedy), so only one int crosses to the host. The draw depends on (seed, position) only.
+    /// </summary>
+    public int Sample(float temperature = 0f, float topP = 1f, ulong seed = 0) =>
+        _model.Weights.Backend.Sample(_state.Logits, temperature, topP, seed, _tokens.Count);
+
     /// <summary>Recomputes, with dense attention, the K/V of every position decoded sparsely since the last correction.</summary>
     public void CorrectCache()
     {
@@ -102,7 +109,7 @@ public sealed class Session : IDisposable
         for (int i = 0; i < options.MaxNewTokens && !stopped; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int next = _model.Weights.Backend.Sample(_state.Logits, options.Temperature, options.TopP, seed, _tokens.Count);
+            int next = Sample(options.Temperature, options.TopP, seed);
             _unfed = next;
             if (options.StopAtEndOfSequence && _model.Config.EosTokenIds.Contains(next)) break;
             string piece = tokenizer.IsSpecial(next) ? "" : text.Push(tokenizer.TokenBytes(next));

@@ -1,0 +1,3 @@
+using Tidal.Cli;
+
+return await TidalCli.RunAsync(args, Console.Out, Console.Error);

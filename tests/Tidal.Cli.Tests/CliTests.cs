@@ -1,0 +1,81 @@
+using Tidal.Core.Backends;
+using Tidal.Models.Engine;
+
+namespace Tidal.Cli.Tests;
+
+/// <summary>The tidal command line, run in-process on small inputs (the bundled tidal-tiny, CPU engine).</summary>
+public sealed class CliTests
+{
+    private static async Task<(int Code, string Output, string Errors)> Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var errors = new StringWriter();
+        int code = await TidalCli.RunAsync(args, output, errors);
+        return (code, output.ToString(), errors.ToString());
+    }
+
+    [Fact]
+    public async Task Help_ExplainsEveryCommandAndOption()
+    {
+        var (code, output, _) = await Run("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("generate", output);
+        Assert.Contains("bench", output);
+        (code, output, _) = await Run("generate", "--help");
+        Assert.Equal(0, code);
+        foreach (string option in new[] { "--model", "--prompt", "--prompt-file", "--max-tokens", "--temperature", "--top-p", "--seed", "--policy",
+                     "--budget", "--reselect-layer", "--select-by", "--correction-interval", "--device" })
+            Assert.Contains(option, output);
+        (code, output, _) = await Run("bench", "--help");
+        Assert.Equal(0, code);
+        foreach (string option in new[] { "--shape", "--layers", "--contexts", "--policies", "--steps", "--budget", "--device" })
+            Assert.Contains(option, output);
+    }
+
+    [Fact]
+    public async Task Generate_StreamsWhatTheLibraryGenerates_AndReportsSpeed()
+    {
+        const string prompt = "The pass key for ORION is";
+        var (code, output, errors) = await Run("generate", "-p", prompt, "-n", "12", "--policy", "tidal", "--budget", "64", "--select-by", "kvhead", "--device", "cpu");
+        Assert.True(code == 0, errors);
+        using var backend = new CpuBackend();
+        using LlamaModel model = LlamaModel.Load(LlamaModel.DefaultDirectory!, backend);
+        using Session session = model.CreateSession(64);
+        var expected = new System.Text.StringBuilder();
+        var policy = AttentionPolicy.TidalDecode(model.Config.Layers, 64, scope: SelectionScope.KvHead);
+        await foreach (GeneratedToken token in session.GenerateAsync(prompt, new GenerationOptions { MaxNewTokens = 12, Policy = policy }))
+            expected.Append(token.Text);
+        Assert.Equal(expected.ToString().TrimEnd(), output.TrimEnd());
+        Assert.Contains("prefill:", errors);
+        Assert.Contains("tokens/s", errors);
+    }
+
+    [Fact]
+    public async Task Errors_AreOneLine_WithTheStackOnlyWhenVerbose()
+    {
+        var (code, _, errors) = await Run("generate", "-p", "hi", "--model", "/no/such/model", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Equal("error: model directory '/no/such/model' not found.", errors.Trim());
+        (code, _, errors) = await Run("generate", "-p", "hi", "--model", "/no/such/model", "--device", "cpu", "--verbose");
+        Assert.Equal(1, code);
+        Assert.Contains("   at ", errors);
+        (code, _, errors) = await Run("generate", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("--prompt", errors);
+        (code, _, _) = await Run("generate", "-p", "hi", "--budget", "many");
+        Assert.NotEqual(0, code);
+        (code, _, _) = await Run("generate", "-p", "hi", "--policy", "magic");
+        Assert.NotEqual(0, code);
+    }
+
+    [Fact]
+    public async Task Bench_PrintsATableOfEveryPolicyAtEveryContext()
+    {
+        var (code, output, errors) = await Run("bench", "--shape", "tiny", "--layers", "4", "--contexts", "48,96", "--steps", "2", "--budget", "32", "--device", "cpu");
+        Assert.True(code == 0, errors);
+        foreach (string text in new[] { "full ms/token", "tidal ms/token", "quest ms/token", "48", "96" }) Assert.Contains(text, output);
+        (code, _, errors) = await Run("bench", "--shape", "tiny", "--contexts", "0", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("--contexts", errors);
+    }
+}
