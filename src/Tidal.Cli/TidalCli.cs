@@ -18,6 +18,7 @@ public static class TidalCli
         var console = new CliConsole(output, errors);
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(BenchCommand.Create(console));
+        root.Subcommands.Add(EvalCommand.Create(console));
         ParseResult parsed = root.Parse(args);
         var configuration = new InvocationConfiguration { Output = output, Error = errors, EnableDefaultExceptionHandler = false };
         try

@@ -78,4 +78,33 @@ public sealed class CliTests
         Assert.Equal(1, code);
         Assert.Contains("--contexts", errors);
     }
+
+    [Fact]
+    public async Task EvalPerplexity_WithABudgetCoveringTheWindow_EqualsFullAttention()
+    {
+        var (code, output, errors) = await Run("eval", "ppl", "--length", "80", "--prefix", "24", "--windows", "1", "--policies", "full,tidal,quest",
+            "--budgets", "32,1024", "--device", "cpu");
+        Assert.True(code == 0, errors);
+        string Perplexity(string label) => output.Split('\n').Single(line => line.Contains(label + " ")).Split('│', StringSplitOptions.RemoveEmptyEntries)[1].Trim();
+        // A budget at least as long as the context makes every sparse layer attend to every position: the same bits as dense.
+        Assert.Equal(Perplexity("full"), Perplexity("tidal k=1024"));
+        Assert.Equal(Perplexity("full"), Perplexity("quest k=1024"));
+        Assert.True(double.Parse(Perplexity("tidal k=32")) > 1);
+    }
+
+    [Fact]
+    public async Task EvalNeedle_ScoresEveryPolicyAndQuestionMode()
+    {
+        var (code, output, errors) = await Run("eval", "needle", "--contexts", "200", "--depths", "2", "--policies", "full,quest", "--budgets", "32",
+            "--device", "cpu");
+        Assert.True(code == 0, errors);
+        foreach (string row in new[] { "full", "quest k=32" })
+            foreach (string mode in new[] { "prefilled", "decoded" })
+                Assert.Contains(output.Split('\n'), line => line.Contains(row + " ") && line.Contains(mode) && line.Contains("/2"));
+        // The bundled model retrieves a pass key from 200 tokens with full attention (its card: 100 % up to 4K).
+        Assert.Contains(output.Split('\n'), line => line.Contains("full ") && line.Contains("prefilled") && line.Contains("2/2"));
+        (code, _, errors) = await Run("eval", "needle", "--modes", "sideways", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("--modes", errors);
+    }
 }

@@ -1,0 +1,181 @@
+using System.CommandLine;
+using Spectre.Console;
+using Tidal.Core.Backends;
+using Tidal.Models.Engine;
+using Tidal.Models.Evaluation;
+
+namespace Tidal.Cli;
+
+/// <summary>`tidal eval needle|ppl`: the paper's accuracy experiments for each policy and budget.</summary>
+internal static class EvalCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var command = new Command("eval", "Accuracy experiments: needle-in-a-haystack retrieval (needle) and perplexity of held-out text (ppl), per policy and budget.");
+        command.Subcommands.Add(NeedleCommand(console));
+        command.Subcommands.Add(PerplexityCommand(console));
+        return command;
+    }
+
+    private static Option<string> PolicyList() => new("--policies") { Description = "Comma-separated policies: full, tidal, quest.", DefaultValueFactory = _ => "full,tidal,quest" };
+
+    private static Option<string> BudgetList(string defaults) => new("--budgets") { Description = "Comma-separated token budgets (full attention ignores them).", DefaultValueFactory = _ => defaults };
+
+    private static Option<FileInfo?> TextOption() => new("--text") { Description = "UTF-8 text to draw haystacks / held-out windows from. Default: the bundled model's heldout.txt." };
+
+    private static string ReadText(FileInfo? file, string modelPath)
+    {
+        string path = file?.FullName ?? Path.Combine(modelPath, "heldout.txt");
+        return File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"text file '{path}' not found; pass --text.");
+    }
+
+    /// <summary>Every (policy, budget) pair to evaluate; full attention once.</summary>
+    private static List<(string Label, AttentionPolicy Policy)> Policies(ParseResult parsed, PolicyOptions options, Option<string> names, Option<string> budgets, int layers)
+    {
+        var result = new List<(string, AttentionPolicy)>();
+        foreach (string name in Split(parsed.GetValue(names)!, "--policies"))
+        {
+            if (name == "full") { result.Add(("full", options.Build(parsed, "full", layers))); continue; }
+            foreach (string b in Split(parsed.GetValue(budgets)!, "--budgets"))
+            {
+                int budget = int.TryParse(b, out int k) && k > 0 ? k : throw new ArgumentException($"--budgets: '{b}' is not a positive integer.");
+                AttentionPolicy policy = options.Build(parsed, name, layers) with { TokenBudget = budget };
+                result.Add(($"{name} k={budget}", policy));
+            }
+        }
+        return result;
+    }
+
+    private static string[] Split(string value, string option)
+    {
+        string[] items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return items.Length > 0 ? items : throw new ArgumentException($"{option} is empty.");
+    }
+
+    private static int[] Integers(string value, string option) =>
+        Split(value, option).Select(s => int.TryParse(s, out int n) && n > 0 ? n : throw new ArgumentException($"{option}: '{s}' is not a positive integer.")).ToArray();
+
+    private static Command NeedleCommand(CliConsole console)
+    {
+        var models = new ModelOptions();
+        var policyOptions = new PolicyOptions();
+        var names = PolicyList();
+        var budgets = BudgetList("64,256");
+        var text = TextOption();
+        var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths in tokens.", DefaultValueFactory = _ => "1024,2048" };
+        var depths = new Option<int>("--depths") { Description = "Needle depths, evenly spaced from 0 % to 100 % of the haystack.", DefaultValueFactory = _ => 5 };
+        var trials = new Option<int>("--trials") { Description = "Trials (fresh key, value and haystack) per depth and context.", DefaultValueFactory = _ => 1 };
+        var modes = new Option<string>("--modes")
+        {
+            Description = "prefilled: the question is prefilled densely (the paper's harness); decoded: it is decoded token by token under the policy. Comma-separated.",
+            DefaultValueFactory = _ => "prefilled,decoded",
+        };
+        var seed = new Option<int>("--seed") { Description = "Seed of the trial generator.", DefaultValueFactory = _ => 1 };
+        var command = new Command("needle", "Needle-in-a-haystack accuracy (exact match of the pass key, teacher-forced greedy) by policy, budget, question mode and context.");
+        foreach (Option option in new Option[] { names, budgets, contexts, depths, trials, modes, text, seed }) command.Options.Add(option);
+        policyOptions.AddTo(command);
+        models.AddTo(command);
+        command.SetAction(async (parsed, cancellationToken) =>
+        {
+            int[] lengths = Integers(parsed.GetValue(contexts)!, "--contexts");
+            QuestionMode[] questionModes = Split(parsed.GetValue(modes)!, "--modes").Select(m => m switch
+            {
+                "prefilled" => QuestionMode.Prefilled,
+                "decoded" => QuestionMode.Decoded,
+                _ => throw new ArgumentException($"--modes: '{m}' is neither prefilled nor decoded."),
+            }).ToArray();
+            int depthCount = parsed.GetValue(depths), trialCount = parsed.GetValue(trials);
+            if (depthCount < 1 || trialCount < 1) throw new ArgumentException("--depths and --trials must be at least 1.");
+            string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
+            string haystackText = ReadText(parsed.GetValue(text), modelPath);
+            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
+            var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
+            var random = new Random(parsed.GetValue(seed));
+            var trialSets = lengths.Select(length => Enumerable.Range(0, depthCount * trialCount)
+                .Select(i => Needle.Build(model.Tokenizer!, haystackText, length, depthCount == 1 ? 0.5 : (double)(i / trialCount) / (depthCount - 1), random)).ToArray()).ToArray();
+            var correct = new int[policies.Count, questionModes.Length, lengths.Length];
+            int total = policies.Count * questionModes.Length * lengths.Length * depthCount * trialCount;
+            console.Errors.WriteLine($"{backend.Name}; {total} trials");
+            await console.Status.Progress().StartAsync(async context =>
+            {
+                ProgressTask task = context.AddTask("needle trials", maxValue: total);
+                await Task.Run(() =>
+                {
+                    for (int c = 0; c < lengths.Length; c++)
+                        foreach (NeedleTrial trial in trialSets[c])
+                            for (int p = 0; p < policies.Count; p++)
+                                for (int m = 0; m < questionModes.Length; m++)
+                                {
+                                    if (Needle.Run(model, trial, policies[p].Policy, questionModes[m], cancellationToken)) correct[p, m, c]++;
+                                    task.Increment(1);
+                                }
+                }, cancellationToken);
+            });
+            var table = new Table().AddColumn("policy").AddColumn("question");
+            foreach (int length in lengths) table.AddColumn(new TableColumn($"{length} tokens").RightAligned());
+            for (int p = 0; p < policies.Count; p++)
+                for (int m = 0; m < questionModes.Length; m++)
+                    table.AddRow([policies[p].Label, questionModes[m].ToString().ToLowerInvariant(),
+                        .. Enumerable.Range(0, lengths.Length).Select(c => $"{correct[p, m, c]}/{depthCount * trialCount}")]);
+            console.Tables.Write(table);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command PerplexityCommand(CliConsole console)
+    {
+        var models = new ModelOptions();
+        var policyOptions = new PolicyOptions();
+        var names = PolicyList();
+        var budgets = BudgetList("64,256,1024");
+        var text = TextOption();
+        var length = new Option<int>("--length") { Description = "Tokens per window.", DefaultValueFactory = _ => 1024 };
+        var prefix = new Option<int>("--prefix") { Description = "Tokens of each window prefilled densely; the rest are fed one at a time under the policy and scored.", DefaultValueFactory = _ => 256 };
+        var windows = new Option<int>("--windows") { Description = "Consecutive non-overlapping windows from the start of the text.", DefaultValueFactory = _ => 2 };
+        var command = new Command("ppl", "Perplexity of held-out text decoded token by token after a dense prefix (the paper's PG-19 protocol), per policy and budget.");
+        foreach (Option option in new Option[] { names, budgets, length, prefix, windows, text }) command.Options.Add(option);
+        policyOptions.AddTo(command);
+        models.AddTo(command);
+        command.SetAction(async (parsed, cancellationToken) =>
+        {
+            int windowLength = parsed.GetValue(length), prefixLength = parsed.GetValue(prefix), windowCount = parsed.GetValue(windows);
+            if (windowCount < 1) throw new ArgumentException($"--windows must be at least 1, got {windowCount}.");
+            if (prefixLength < 1 || prefixLength >= windowLength) throw new ArgumentException($"--prefix must lie in [1, --length), got {prefixLength}.");
+            string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
+            string heldout = ReadText(parsed.GetValue(text), modelPath);
+            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
+            var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
+            int[] tokens = model.Tokenizer!.Encode(heldout, addSpecialTokens: true);
+            if (tokens.Length < windowLength * windowCount) throw new ArgumentException($"the text has {tokens.Length} tokens, fewer than {windowCount} windows of {windowLength}.");
+            var results = new double[policies.Count];
+            await console.Status.Progress().StartAsync(async context =>
+            {
+                ProgressTask task = context.AddTask("scoring", maxValue: (double)policies.Count * windowCount * (windowLength - prefixLength));
+                await Task.Run(() =>
+                {
+                    for (int p = 0; p < policies.Count; p++)
+                    {
+                        double logSum = 0;
+                        for (int w = 0; w < windowCount; w++)
+                        {
+                            double done = task.Value;
+                            double ppl = Perplexity.Evaluate(model, tokens.AsSpan(w * windowLength, windowLength), prefixLength, policies[p].Policy,
+                                cancellationToken, new Progress<int>(n => task.Value = done + n));
+                            logSum += Math.Log(ppl);
+                        }
+                        results[p] = Math.Exp(logSum / windowCount); // windows have equal scored lengths: the mean NLL
+                    }
+                }, cancellationToken);
+            });
+            var table = new Table().AddColumn("policy").AddColumn(new TableColumn("perplexity").RightAligned());
+            for (int p = 0; p < policies.Count; p++) table.AddRow(policies[p].Label, $"{results[p]:F2}");
+            console.Tables.Write(table);
+            console.Errors.WriteLine($"{backend.Name}; {windowCount} windows of {windowLength} tokens, {prefixLength} prefilled densely, {windowLength - prefixLength} scored each");
+            return 0;
+        });
+        return command;
+    }
+}
