@@ -133,7 +133,7 @@ internal static class EvalCommand
         var text = TextOption();
         var length = new Option<int>("--length") { Description = "Tokens per window.", DefaultValueFactory = _ => 1024 };
         var prefix = new Option<int>("--prefix") { Description = "Tokens of each window prefilled densely; the rest are fed one at a time under the policy and scored.", DefaultValueFactory = _ => 256 };
-        var windows = new Option<int>("--windows") { Description = "Consecutive non-overlapping windows from the start of the text.", DefaultValueFactory = _ => 2 };
+        var windows = new Option<int>("--windows") { Description = "Consecutive non-overlapping windows from the start of the text, each BOS + length − 1 tokens.", DefaultValueFactory = _ => 2 };
         var command = new Command("ppl", "Perplexity of held-out text decoded token by token after a dense prefix (the paper's PG-19 protocol), per policy and budget.");
         foreach (Option option in new Option[] { names, budgets, length, prefix, windows, text }) command.Options.Add(option);
         policyOptions.AddTo(command);
@@ -148,8 +148,10 @@ internal static class EvalCommand
             using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
             using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
             var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
-            int[] tokens = model.Tokenizer!.Encode(heldout, addSpecialTokens: true);
-            if (tokens.Length < windowLength * windowCount) throw new ArgumentException($"the text has {tokens.Length} tokens, fewer than {windowCount} windows of {windowLength}.");
+            // Each window starts with BOS, as a document does: a model scores text after a missing BOS much worse.
+            int[] tokens = model.Tokenizer!.Encode(heldout, addSpecialTokens: false);
+            int perWindow = windowLength - 1;
+            if (tokens.Length < perWindow * windowCount) throw new ArgumentException($"the text has {tokens.Length} tokens, fewer than {windowCount} windows of {windowLength}.");
             var results = new double[policies.Count];
             await console.Status.Progress().StartAsync(async context =>
             {
@@ -162,7 +164,8 @@ internal static class EvalCommand
                         for (int w = 0; w < windowCount; w++)
                         {
                             double done = task.Value;
-                            double ppl = Perplexity.Evaluate(model, tokens.AsSpan(w * windowLength, windowLength), prefixLength, policies[p].Policy,
+                            int[] window = [model.Config.BosTokenId, .. tokens.AsSpan(w * perWindow, perWindow)];
+                            double ppl = Perplexity.Evaluate(model, window, prefixLength, policies[p].Policy,
                                 cancellationToken, new Progress<int>(n => task.Value = done + n));
                             logSum += Math.Log(ppl);
                         }
