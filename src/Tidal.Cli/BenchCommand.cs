@@ -29,9 +29,8 @@ internal static class BenchCommand
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
         {
-            int[] lengths = ParseList(parsed.GetValue(contexts)!, "--contexts").Select(s => int.TryParse(s, out int n) && n > 0 ? n
-                : throw new ArgumentException($"--contexts: '{s}' is not a positive integer.")).ToArray();
-            string[] policyNames = ParseList(parsed.GetValue(names)!, "--policies");
+            int[] lengths = Lists.Positive(parsed.GetValue(contexts)!, "--contexts");
+            string[] policyNames = Lists.Split(parsed.GetValue(names)!, "--policies");
             int timed = parsed.GetValue(steps);
             if (timed <= 0) throw new ArgumentException($"--steps must be > 0, got {timed}.");
             int capacity = lengths.Max() + (timed + 2) * policyNames.Length + 1;
@@ -70,12 +69,6 @@ internal static class BenchCommand
             return 0;
         });
         return command;
-    }
-
-    private static string[] ParseList(string value, string option)
-    {
-        string[] items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return items.Length > 0 ? items : throw new ArgumentException($"{option} is empty.");
     }
 
     private static async Task<LlamaModel> OpenModel(CliConsole console, ParseResult parsed, ModelOptions models, Option<string?> shape, Option<int?> layers,

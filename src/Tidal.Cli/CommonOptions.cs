@@ -109,3 +109,16 @@ internal sealed class PolicyOptions
         return name == "full" ? policy : policy with { CorrectionInterval = correction };
     }
 }
+
+/// <summary>Comma-separated option values.</summary>
+internal static class Lists
+{
+    public static string[] Split(string value, string option)
+    {
+        string[] items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return items.Length > 0 ? items : throw new ArgumentException($"{option} is empty.");
+    }
+
+    public static int[] Positive(string value, string option) =>
+        Split(value, option).Select(s => int.TryParse(s, out int n) && n > 0 ? n : throw new ArgumentException($"{option}: '{s}' is not a positive integer.")).ToArray();
+}

@@ -33,10 +33,10 @@ internal static class EvalCommand
     private static List<(string Label, AttentionPolicy Policy)> Policies(ParseResult parsed, PolicyOptions options, Option<string> names, Option<string> budgets, int layers)
     {
         var result = new List<(string, AttentionPolicy)>();
-        foreach (string name in Split(parsed.GetValue(names)!, "--policies"))
+        foreach (string name in Lists.Split(parsed.GetValue(names)!, "--policies"))
         {
             if (name == "full") { result.Add(("full", options.Build(parsed, "full", layers))); continue; }
-            foreach (string b in Split(parsed.GetValue(budgets)!, "--budgets"))
+            foreach (string b in Lists.Split(parsed.GetValue(budgets)!, "--budgets"))
             {
                 int budget = int.TryParse(b, out int k) && k > 0 ? k : throw new ArgumentException($"--budgets: '{b}' is not a positive integer.");
                 AttentionPolicy policy = options.Build(parsed, name, layers) with { TokenBudget = budget };
@@ -45,15 +45,6 @@ internal static class EvalCommand
         }
         return result;
     }
-
-    private static string[] Split(string value, string option)
-    {
-        string[] items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return items.Length > 0 ? items : throw new ArgumentException($"{option} is empty.");
-    }
-
-    private static int[] Integers(string value, string option) =>
-        Split(value, option).Select(s => int.TryParse(s, out int n) && n > 0 ? n : throw new ArgumentException($"{option}: '{s}' is not a positive integer.")).ToArray();
 
     private static Command NeedleCommand(CliConsole console)
     {
@@ -77,8 +68,8 @@ internal static class EvalCommand
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
         {
-            int[] lengths = Integers(parsed.GetValue(contexts)!, "--contexts");
-            QuestionMode[] questionModes = Split(parsed.GetValue(modes)!, "--modes").Select(m => m switch
+            int[] lengths = Lists.Positive(parsed.GetValue(contexts)!, "--contexts");
+            QuestionMode[] questionModes = Lists.Split(parsed.GetValue(modes)!, "--modes").Select(m => m switch
             {
                 "prefilled" => QuestionMode.Prefilled,
                 "decoded" => QuestionMode.Decoded,

@@ -43,25 +43,6 @@ public sealed class SampleKernel
     /// <summary>Launches one group.</summary>
     public void Launch(Args args) => _kernel(new KernelConfig(1, Threads), args);
 
-    /// <summary>Inclusive scan of one value per thread; returns the exclusive prefix, <paramref name="total"/> the sum.</summary>
-    private static ulong Scan(ArrayView<ulong> scratch, ulong value, out ulong total)
-    {
-        int tid = Group.IdxX;
-        scratch[tid] = value;
-        Group.Barrier();
-        for (int offset = 1; offset < Threads; offset *= 2)
-        {
-            ulong add = tid >= offset ? scratch[tid - offset] : 0ul;
-            Group.Barrier();
-            scratch[tid] += add;
-            Group.Barrier();
-        }
-        total = scratch[Threads - 1];
-        ulong inclusive = scratch[tid];
-        Group.Barrier();
-        return inclusive - value;
-    }
-
     private static void Run(Args a)
     {
         ArrayView<ulong> histogram = SharedMemory.Allocate<ulong>(Bins);
@@ -91,7 +72,7 @@ public sealed class SampleKernel
             a.Masses[i] = q;
             local += q;
         }
-        Scan(scan, local, out ulong total);
+        BlockScan.Exclusive(scan, local, out ulong total);
         ulong remaining = Sampling.Needed(a.TopP, total), prefix = 0, mask = 0;
 
         // Radix select by mass: bits 32..22, 21..11, 10..0 of the masses, largest digit first.
@@ -108,7 +89,7 @@ public sealed class SampleKernel
             int top = Bins - 8 * tid;
             ulong sum = 0;
             for (int b = top - 1; b >= top - 8; b--) sum += histogram[b];
-            ulong before = Scan(scan, sum, out ulong _);
+            ulong before = BlockScan.Exclusive(scan, sum, out ulong _);
             if (before < remaining && remaining <= before + sum)
             {
                 ulong r = remaining - before;
@@ -128,7 +109,7 @@ public sealed class SampleKernel
         int per = (n + Threads - 1) / Threads, first = tid * per, end = Math.Min(n, first + per);
         ulong mine = 0;
         for (int i = first; i < end; i++) { ulong q = a.Masses[i]; if (q >= prefix) mine += q; }
-        ulong start = Scan(scan, mine, out ulong kept);
+        ulong start = BlockScan.Exclusive(scan, mine, out ulong kept);
         ulong target = Sampling.Target(a.Uniform, kept);
         if (start <= target && target < start + mine)
         {

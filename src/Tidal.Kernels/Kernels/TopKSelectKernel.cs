@@ -87,23 +87,12 @@ public sealed class TopKSelectKernel
 
     private static bool Forced(int t, int sinks, int windowStart) => t < sinks || t >= windowStart;
 
-    /// <summary>Exclusive scan of one value per thread over the group; returns (exclusive prefix, group total).</summary>
-    private static int Scan(ArrayView<int> scratch, int value, out int total)
+    /// <summary><see cref="BlockScan.Exclusive"/> of a non-negative count per thread.</summary>
+    private static int Scan(ArrayView<ulong> scratch, int count, out int total)
     {
-        int tid = Group.IdxX;
-        scratch[tid] = value;
-        Group.Barrier();
-        for (int offset = 1; offset < Threads; offset *= 2)
-        {
-            int add = tid >= offset ? scratch[tid - offset] : 0;
-            Group.Barrier();
-            scratch[tid] += add;
-            Group.Barrier();
-        }
-        total = scratch[Threads - 1];
-        int inclusive = scratch[tid];
-        Group.Barrier();
-        return inclusive - value;
+        ulong before = BlockScan.Exclusive(scratch, (ulong)count, out ulong sum);
+        total = (int)sum;
+        return (int)before;
     }
 
     private static int WindowStart(in Args a) => Math.Max(0, a.N - Math.Max(a.Window, 1));
@@ -113,7 +102,7 @@ public sealed class TopKSelectKernel
     /// prefix chosen so far, its mask, and how many keys with that prefix remain to be taken. With nothing to select
     /// beyond the forced positions, the prefix is a key no score reaches (0xFFFFFFFF) and nothing remains.
     /// </summary>
-    private static void Resolve(in Args a, int row, int passes, ArrayView<int> scan, ArrayView<int> found, out uint prefix, out uint mask, out int remaining)
+    private static void Resolve(in Args a, int row, int passes, ArrayView<ulong> scan, ArrayView<int> found, out uint prefix, out uint mask, out int remaining)
     {
         int n = a.N, sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
         int forcedCount = sinks + (n - windowStart) - Math.Max(0, sinks - windowStart);
@@ -163,7 +152,7 @@ public sealed class TopKSelectKernel
     private static void Histogram(Args a, int pass)
     {
         ArrayView<int> local = SharedMemory.Allocate<int>(Bins);
-        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
         Resolve(a, row, pass, scan, found, out uint prefix, out uint mask, out int remaining);
@@ -223,7 +212,7 @@ public sealed class TopKSelectKernel
 
     private static void Count(Args a)
     {
-        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
         ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
@@ -245,7 +234,7 @@ public sealed class TopKSelectKernel
     }
 
     /// <summary>Σ of one per-chunk count over the chunks before <paramref name="chunk"/>, summed by the whole group.</summary>
-    private static int CountBefore(in Args a, ArrayView<int> scan, int row, int chunk, int which)
+    private static int CountBefore(in Args a, ArrayView<ulong> scan, int row, int chunk, int which)
     {
         int sum = 0;
         for (int c0 = 0; c0 < chunk; c0 += Threads)
@@ -259,7 +248,7 @@ public sealed class TopKSelectKernel
 
     private static void Write(Args a)
     {
-        ArrayView<int> scan = SharedMemory.Allocate<int>(Threads);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
         ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX, n = a.N;
