@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The evaluations and decode benchmarks recorded in bench/RESULTS.md, by section.
 # Usage: bench/evaluations.sh SECTION DEVICE TIDAL_COMMAND...
-#   SECTION: bench | ppl | needle      DEVICE: cpu | cuda
+#   SECTION: bench | ppl | needle | coherence      DEVICE: cpu | cuda
 #   TIDAL_COMMAND: how to run the tidal CLI, e.g. `dotnet run -c Release --project src/Tidal.Cli --`
 # Every run uses the bundled tidal-tiny (models/tidal-tiny) unless it names a random-weight shape.
 set -euo pipefail
@@ -23,5 +23,7 @@ case "$section" in
       "${tidal[@]}" "${common[@]}" --policies full,tidal,quest --budgets 32,128,512
       "${tidal[@]}" "${common[@]}" --policies tidal --budgets 32,128,512 --select-by kvhead
     done ;;
+  coherence)
+    "${tidal[@]}" eval coherence "${model[@]}" --length 1024 --steps 8 --budget 128 ;;
   *) echo "unknown section $section" >&2; exit 2 ;;
 esac

@@ -45,5 +45,12 @@ internal sealed class CliConsole(TextWriter output, TextWriter errors)
     public TextWriter Output { get; } = output;
     public TextWriter Errors { get; } = errors;
     public IAnsiConsole Status { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(errors) });
-    public IAnsiConsole Tables { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
+    public IAnsiConsole Tables { get; } = Wide(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }));
+
+    /// <summary>Tables are results: wide enough for a layer × layer matrix even when the output is a pipe or a file.</summary>
+    private static IAnsiConsole Wide(IAnsiConsole console)
+    {
+        console.Profile.Width = Math.Max(console.Profile.Width, 240);
+        return console;
+    }
 }

@@ -107,4 +107,17 @@ public sealed class CliTests
         Assert.Equal(1, code);
         Assert.Contains("--modes", errors);
     }
+
+    [Fact]
+    public async Task EvalCoherence_PrintsTheOverlapMap_AndARecommendedLayer()
+    {
+        var (code, output, errors) = await Run("eval", "coherence", "--length", "96", "--steps", "2", "--budget", "16", "--device", "cpu");
+        Assert.True(code == 0, errors);
+        string[] lines = output.Split('\n');
+        // A layer's set always overlaps itself entirely: row l holds 1.00 in column l.
+        for (int layer = 0; layer < 12; layer++)
+            Assert.Equal("1.00", lines.First(line => line.StartsWith($"│ {layer} ", StringComparison.Ordinal)).Split('│', StringSplitOptions.RemoveEmptyEntries)[layer + 1].Trim());
+        Assert.Contains("recommended re-selection layer:", output);
+        Assert.Contains("warning: even the best re-selection layer", output); // tidal-tiny's layers share little (its card)
+    }
 }

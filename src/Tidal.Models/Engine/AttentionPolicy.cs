@@ -1,3 +1,4 @@
+using Tidal.Core.Backends;
 using Tidal.Core.Reference;
 
 namespace Tidal.Models.Engine;
@@ -47,6 +48,13 @@ public sealed record AttentionPolicy
 
     /// <summary>Positions always selected besides the current token.</summary>
     public ForcedTokens Forced { get; init; }
+
+    /// <summary>
+    /// Diagnostics: called after each <see cref="LayerAttention.DenseSelect"/> layer's attention with the layer, the
+    /// backend tensor whose first heads × length elements are that layer's scaled logits [heads, length], and the length.
+    /// The coherence evaluation reads every layer's scores through it. Null in normal decoding.
+    /// </summary>
+    public Action<int, ITensor, int>? LogitsObserver { get; init; }
 
     /// <summary>Every this many decode steps, recompute the K/V of the tokens decoded since the last correction with dense attention (0: never).</summary>
     public int CorrectionInterval { get; init; }

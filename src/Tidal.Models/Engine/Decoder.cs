@@ -87,6 +87,7 @@ public static class Decoder
                 break;
             case LayerAttention.DenseSelect:
                 b.Attention(q, s.Keys[layer], s.Values[layer], length, output, s.AttentionLogits);
+                policy.LogitsObserver?.Invoke(layer, s.AttentionLogits, length);
                 b.SelectTopK(s.AttentionLogits, length, policy.TokenBudget, policy.Forced, SelectedView(s, policy, length, c));
                 break;
             case LayerAttention.Reuse:
