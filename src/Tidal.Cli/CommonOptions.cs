@@ -92,21 +92,20 @@ internal sealed class PolicyOptions
         command.Options.Add(CorrectionInterval);
     }
 
-    /// <summary>The policy named <paramref name="name"/> (full, tidal or quest) for a model of <paramref name="layers"/> layers.</summary>
-    public AttentionPolicy Build(ParseResult parsed, string name, int layers)
+    /// <summary>The policy named <paramref name="name"/> (full, tidal or quest) for a model of <paramref name="layers"/>
+    /// layers, with <paramref name="budget"/> tokens (default: --budget); the factories validate every value.</summary>
+    public AttentionPolicy Build(ParseResult parsed, string name, int layers, int? budget = null)
     {
-        int budget = parsed.GetValue(Budget);
-        AttentionPolicy policy = name switch
+        int k = budget ?? parsed.GetValue(Budget), correction = parsed.GetValue(CorrectionInterval);
+        if (correction < 0) throw new ArgumentException($"--correction-interval must be >= 0, got {correction}.");
+        return name switch
         {
             "full" => AttentionPolicy.Full(layers),
-            "tidal" => AttentionPolicy.TidalDecode(layers, budget, parsed.GetValue(ReselectLayer),
-                parsed.GetValue(SelectBy) == "kvhead" ? SelectionScope.KvHead : SelectionScope.QueryHead),
-            "quest" => AttentionPolicy.Quest(layers, budget),
+            "tidal" => AttentionPolicy.TidalDecode(layers, k, parsed.GetValue(ReselectLayer),
+                parsed.GetValue(SelectBy) == "kvhead" ? SelectionScope.KvHead : SelectionScope.QueryHead, correctionInterval: correction),
+            "quest" => AttentionPolicy.Quest(layers, k) with { CorrectionInterval = correction },
             _ => throw new ArgumentException($"unknown policy '{name}' (full, tidal, quest)."),
         };
-        int correction = parsed.GetValue(CorrectionInterval);
-        if (correction < 0) throw new ArgumentException($"--correction-interval must be >= 0, got {correction}.");
-        return name == "full" ? policy : policy with { CorrectionInterval = correction };
     }
 }
 

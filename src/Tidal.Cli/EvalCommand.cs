@@ -40,8 +40,7 @@ internal static class EvalCommand
             foreach (string b in Lists.Split(parsed.GetValue(budgets)!, "--budgets"))
             {
                 int budget = int.TryParse(b, out int k) && k > 0 ? k : throw new ArgumentException($"--budgets: '{b}' is not a positive integer.");
-                AttentionPolicy policy = options.Build(parsed, name, layers) with { TokenBudget = budget };
-                result.Add(($"{name} k={budget}", policy));
+                result.Add(($"{name} k={budget}", options.Build(parsed, name, layers, budget)));
             }
         }
         return result;

@@ -261,9 +261,15 @@ public sealed class GpuBackend : IBackend
         ArrayView<int> result = Scratch("sample", DType.I32, 1).Cast<int>();
         _sample.Launch(new SampleKernel.Args
         {
-            Logits = F32(logits, n), Masses = Scratch("masses", DType.F32, 2L * n).Cast<ulong>(), Result = result, N = n,
+            Logits = F32(logits, n), Masses = Scratch("masses", DType.I32, 2L * n).Cast<ulong>() /* n 64-bit masses */, Result = result, N = n,
             Temperature = temperature, TopP = topP, Uniform = Sampling.Uniform(seed, step),
         });
+        return ReadResult(result);
+    }
+
+    /// <summary>Waits for the queued work, then reads the one int a selection kernel wrote.</summary>
+    private int ReadResult(ArrayView<int> result)
+    {
         var host = new int[1];
         Accelerator.Synchronize();
         result.SubView(0, 1).CopyToCPU(host);
@@ -275,10 +281,7 @@ public sealed class GpuBackend : IBackend
     {
         ArrayView<int> result = Scratch("argmax", DType.I32, 1).Cast<int>();
         _argmax.Launch(F32(logits, (int)logits.Shape.ElementCount), result, (int)logits.Shape.ElementCount);
-        var host = new int[1];
-        Accelerator.Synchronize();
-        result.SubView(0, 1).CopyToCPU(host);
-        return host[0];
+        return ReadResult(result);
     }
 
     /// <summary>Frees scratch buffers, the accelerator and its context (tensors must be disposed first).</summary>
