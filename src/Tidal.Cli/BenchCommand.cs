@@ -23,8 +23,9 @@ internal static class BenchCommand
         var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths to measure at.", DefaultValueFactory = _ => "1024,2048,4096" };
         var names = new Option<string>("--policies") { Description = "Comma-separated policies: full, tidal, quest.", DefaultValueFactory = _ => "full,tidal,quest" };
         var steps = new Option<int>("--steps") { Description = "Timed decode steps per policy and context (after 2 warm-up steps).", DefaultValueFactory = _ => 16 };
+        var plot = Plots.Option("ms/token against context for each policy");
         var command = new Command("bench", "Measure decode ms/token against context length for each policy, prefill excluded; prints a table.");
-        foreach (Option option in new Option[] { shape, layers, contexts, names, steps }) command.Options.Add(option);
+        foreach (Option option in new Option[] { shape, layers, contexts, names, steps, plot }) command.Options.Add(option);
         policies.AddTo(command);
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
@@ -43,15 +44,17 @@ internal static class BenchCommand
             var table = new Table().AddColumn("context");
             foreach (AttentionPolicy p in attention) table.AddColumn(new TableColumn($"{p.Name} ms/token").RightAligned());
             var random = new Random(1);
-            foreach (int length in lengths)
+            var milliseconds = new double[lengths.Length, attention.Length];
+            for (int c = 0; c < lengths.Length; c++)
             {
+                int length = lengths[c];
                 cancellationToken.ThrowIfCancellationRequested();
                 using Session session = model.CreateSession(capacity);
                 int[] prompt = Enumerable.Range(0, length).Select(_ => random.Next(model.Config.VocabSize)).ToArray();
                 await console.Status.Status().StartAsync($"prefilling {length} tokens", _ => Task.Run(() => session.Prefill(prompt), cancellationToken));
-                var row = new List<string> { length.ToString() };
-                foreach (AttentionPolicy p in attention)
+                for (int a = 0; a < attention.Length; a++)
                 {
+                    AttentionPolicy p = attention[a];
                     int token = session.Sample();
                     for (int i = 0; i < 2; i++) { session.Step(token, p); token = session.Sample(); }
                     var clock = Stopwatch.StartNew();
@@ -61,11 +64,13 @@ internal static class BenchCommand
                         session.Step(token, p);
                         token = session.Sample(); // waits for the step: the time is the device's, not the launches'
                     }
-                    row.Add($"{clock.Elapsed.TotalMilliseconds / timed:F3}");
+                    milliseconds[c, a] = clock.Elapsed.TotalMilliseconds / timed;
                 }
-                table.AddRow(row.ToArray());
+                table.AddRow([length.ToString(), .. Enumerable.Range(0, attention.Length).Select(a => $"{milliseconds[c, a]:F3}")]);
             }
             console.Tables.Write(table);
+            if (parsed.GetValue(plot) is FileInfo file)
+                Plots.Bench(file.FullName, $"{backend.Name}, {model.Config.Layers} layers", lengths, attention.Select(p => p.Name).ToArray(), milliseconds);
             return 0;
         });
         return command;

@@ -31,16 +31,16 @@ internal static class EvalCommand
     }
 
     /// <summary>Every (policy, budget) pair to evaluate; full attention once.</summary>
-    private static List<(string Label, AttentionPolicy Policy)> Policies(ParseResult parsed, PolicyOptions options, Option<string> names, Option<string> budgets, int layers)
+    private static List<(string Label, string Name, int? Budget, AttentionPolicy Policy)> Policies(ParseResult parsed, PolicyOptions options, Option<string> names, Option<string> budgets, int layers)
     {
-        var result = new List<(string, AttentionPolicy)>();
+        var result = new List<(string, string, int?, AttentionPolicy)>();
         foreach (string name in Lists.Split(parsed.GetValue(names)!, "--policies"))
         {
-            if (name == "full") { result.Add(("full", options.Build(parsed, "full", layers))); continue; }
+            if (name == "full") { result.Add(("full", name, null, options.Build(parsed, "full", layers))); continue; }
             foreach (string b in Lists.Split(parsed.GetValue(budgets)!, "--budgets"))
             {
                 int budget = int.TryParse(b, out int k) && k > 0 ? k : throw new ArgumentException($"--budgets: '{b}' is not a positive integer.");
-                result.Add(($"{name} k={budget}", options.Build(parsed, name, layers, budget)));
+                result.Add(($"{name} k={budget}", name, budget, options.Build(parsed, name, layers, budget)));
             }
         }
         return result;
@@ -62,8 +62,9 @@ internal static class EvalCommand
             DefaultValueFactory = _ => "prefilled,decoded",
         };
         var seed = new Option<int>("--seed") { Description = "Seed of the trial generator.", DefaultValueFactory = _ => 1 };
+        var plot = Plots.Option("a heat map of accuracy by depth and context for each policy and question mode");
         var command = new Command("needle", "Needle-in-a-haystack accuracy (exact match of the pass key, teacher-forced greedy) by policy, budget, question mode and context.");
-        foreach (Option option in new Option[] { names, budgets, contexts, depths, trials, modes, text, seed }) command.Options.Add(option);
+        foreach (Option option in new Option[] { names, budgets, contexts, depths, trials, modes, text, seed, plot }) command.Options.Add(option);
         policyOptions.AddTo(command);
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
@@ -77,6 +78,7 @@ internal static class EvalCommand
             }).ToArray();
             int depthCount = parsed.GetValue(depths), trialCount = parsed.GetValue(trials);
             if (depthCount < 1 || trialCount < 1) throw new ArgumentException("--depths and --trials must be at least 1.");
+            double Depth(int d) => depthCount == 1 ? 0.5 : (double)d / (depthCount - 1);
             string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
             string haystackText = ReadText(parsed.GetValue(text), modelPath);
             using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
@@ -84,8 +86,8 @@ internal static class EvalCommand
             var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
             var random = new Random(parsed.GetValue(seed));
             var trialSets = lengths.Select(length => Enumerable.Range(0, depthCount * trialCount)
-                .Select(i => Needle.Build(model.Tokenizer!, haystackText, length, depthCount == 1 ? 0.5 : (double)(i / trialCount) / (depthCount - 1), random)).ToArray()).ToArray();
-            var correct = new int[policies.Count, questionModes.Length, lengths.Length];
+                .Select(i => Needle.Build(model.Tokenizer!, haystackText, length, Depth(i / trialCount), random)).ToArray()).ToArray();
+            var correct = new int[policies.Count, questionModes.Length, lengths.Length, depthCount];
             int total = policies.Count * questionModes.Length * lengths.Length * depthCount * trialCount;
             console.Errors.WriteLine($"{backend.Name}; {total} trials");
             await console.Status.Progress().StartAsync(async context =>
@@ -94,11 +96,11 @@ internal static class EvalCommand
                 await Task.Run(() =>
                 {
                     for (int c = 0; c < lengths.Length; c++)
-                        foreach (NeedleTrial trial in trialSets[c])
+                        for (int t = 0; t < trialSets[c].Length; t++)
                             for (int p = 0; p < policies.Count; p++)
                                 for (int m = 0; m < questionModes.Length; m++)
                                 {
-                                    if (Needle.Run(model, trial, policies[p].Policy, questionModes[m], cancellationToken)) correct[p, m, c]++;
+                                    if (Needle.Run(model, trialSets[c][t], policies[p].Policy, questionModes[m], cancellationToken)) correct[p, m, c, t / trialCount]++;
                                     task.Increment(1);
                                 }
                 }, cancellationToken);
@@ -108,8 +110,19 @@ internal static class EvalCommand
             for (int p = 0; p < policies.Count; p++)
                 for (int m = 0; m < questionModes.Length; m++)
                     table.AddRow([policies[p].Label, questionModes[m].ToString().ToLowerInvariant(),
-                        .. Enumerable.Range(0, lengths.Length).Select(c => $"{correct[p, m, c]}/{depthCount * trialCount}")]);
+                        .. Enumerable.Range(0, lengths.Length).Select(c => $"{Enumerable.Range(0, depthCount).Sum(d => correct[p, m, c, d])}/{depthCount * trialCount}")]);
             console.Tables.Write(table);
+            if (parsed.GetValue(plot) is FileInfo file)
+            {
+                var accuracy = new double[policies.Count * questionModes.Length, depthCount, lengths.Length];
+                for (int p = 0; p < policies.Count; p++)
+                    for (int m = 0; m < questionModes.Length; m++)
+                        for (int d = 0; d < depthCount; d++)
+                            for (int c = 0; c < lengths.Length; c++)
+                                accuracy[p * questionModes.Length + m, d, c] = (double)correct[p, m, c, d] / trialCount;
+                string[] panels = policies.SelectMany(p => questionModes.Select(m => $"{p.Label}, {m.ToString().ToLowerInvariant()}")).ToArray();
+                Plots.Needle(file.FullName, panels, lengths, Enumerable.Range(0, depthCount).Select(Depth).ToArray(), accuracy);
+            }
             return 0;
         });
         return command;
@@ -125,8 +138,9 @@ internal static class EvalCommand
         var length = new Option<int>("--length") { Description = "Tokens per window.", DefaultValueFactory = _ => 1024 };
         var prefix = new Option<int>("--prefix") { Description = "Tokens of each window prefilled densely; the rest are fed one at a time under the policy and scored.", DefaultValueFactory = _ => 256 };
         var windows = new Option<int>("--windows") { Description = "Consecutive non-overlapping windows from the start of the text, each BOS + length − 1 tokens.", DefaultValueFactory = _ => 2 };
+        var plot = Plots.Option("perplexity against budget for each policy");
         var command = new Command("ppl", "Perplexity of held-out text decoded token by token after a dense prefix (the paper's PG-19 protocol), per policy and budget.");
-        foreach (Option option in new Option[] { names, budgets, length, prefix, windows, text }) command.Options.Add(option);
+        foreach (Option option in new Option[] { names, budgets, length, prefix, windows, text, plot }) command.Options.Add(option);
         policyOptions.AddTo(command);
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
@@ -167,6 +181,8 @@ internal static class EvalCommand
             var table = new Table().AddColumn("policy").AddColumn(new TableColumn("perplexity").RightAligned());
             for (int p = 0; p < policies.Count; p++) table.AddRow(policies[p].Label, $"{results[p]:F2}");
             console.Tables.Write(table);
+            if (parsed.GetValue(plot) is FileInfo file)
+                Plots.Perplexity(file.FullName, policies.Select((p, i) => (p.Name, p.Budget, results[i])).ToArray());
             console.Errors.WriteLine($"{backend.Name}; {windowCount} windows of {windowLength} tokens, {prefixLength} prefilled densely, {windowLength - prefixLength} scored each");
             return 0;
         });
@@ -184,9 +200,10 @@ internal static class EvalCommand
         var length = new Option<int>("--length") { Description = "Tokens of held-out text (BOS first); all but the last --steps are prefilled densely.", DefaultValueFactory = _ => 1024 };
         var steps = new Option<int>("--steps") { Description = "Decode steps measured (dense attention, every layer's logits read).", DefaultValueFactory = _ => 8 };
         var budget = new Option<int>("--budget", "-k") { Description = "Tokens per top-k set.", DefaultValueFactory = _ => 128 };
+        var plot = Plots.Option("the overlap heat map and the captured mass per re-selection layer");
         var command = new Command("coherence", "How much the top-k token sets of different layers overlap (layer × layer), how much attention mass " +
             "TidalDecode's persisted sets capture for each re-selection layer r, the recommended r, and a warning when even the best r captures little.");
-        foreach (Option option in new Option[] { length, steps, budget, text }) command.Options.Add(option);
+        foreach (Option option in new Option[] { length, steps, budget, text, plot }) command.Options.Add(option);
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
         {
@@ -207,8 +224,9 @@ internal static class EvalCommand
             console.Output.WriteLine($"Overlap of top-{k} sets (mean over query heads and {measured} steps): row layer's set, share also in column layer's");
             console.Tables.Write(overlap);
             var mass = new Table().AddColumn("re-selection layer r").AddColumn(new TableColumn("captured attention mass").RightAligned());
-            for (int r = 3; r < layers; r++) mass.AddRow(r.ToString(), $"{report.CapturedMass[r]:F3}");
+            for (int r = CoherenceReport.FirstCandidate; r < layers; r++) mass.AddRow(r.ToString(), $"{report.CapturedMass[r]:F3}");
             console.Tables.Write(mass);
+            if (parsed.GetValue(plot) is FileInfo file) Plots.Coherence(file.FullName, k, report.Overlap, report.CapturedMass, CoherenceReport.FirstCandidate);
             console.Output.WriteLine($"recommended re-selection layer: {report.RecommendedLayer} (captures {report.BestMass:P1} of the sparse layers' dense attention)");
             if (report.BestMass < WeakMass)
                 console.Output.WriteLine($"warning: even the best re-selection layer captures only {report.BestMass:P1} of the attention mass: TidalDecode's premise " +

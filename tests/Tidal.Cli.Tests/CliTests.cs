@@ -6,6 +6,17 @@ namespace Tidal.Cli.Tests;
 /// <summary>The tidal command line, run in-process on small inputs (the bundled tidal-tiny, CPU engine).</summary>
 public sealed class CliTests
 {
+    /// <summary>A PNG of the given size with drawn content: more than a handful of colours (axes, text, data).</summary>
+    private static void AssertPicture(string path, int width, int height)
+    {
+        using SkiaSharp.SKBitmap bitmap = SkiaSharp.SKBitmap.Decode(path) ?? throw new Xunit.Sdk.XunitException($"{path} is not an image");
+        Assert.Equal((width, height), (bitmap.Width, bitmap.Height));
+        Assert.True(bitmap.Pixels.Distinct().Count() > 16, "the image is (nearly) blank");
+        File.Delete(path);
+    }
+
+    private static string PlotPath() => Path.Combine(Path.GetTempPath(), $"tidal-plot-{Guid.NewGuid():N}.png");
+
     private static async Task<(int Code, string Output, string Errors)> Run(params string[] args)
     {
         var output = new StringWriter();
@@ -28,7 +39,7 @@ public sealed class CliTests
             Assert.Contains(option, output);
         (code, output, _) = await Run("bench", "--help");
         Assert.Equal(0, code);
-        foreach (string option in new[] { "--shape", "--layers", "--contexts", "--policies", "--steps", "--budget", "--device" })
+        foreach (string option in new[] { "--shape", "--layers", "--contexts", "--policies", "--steps", "--budget", "--device", "--plot" })
             Assert.Contains(option, output);
     }
 
@@ -71,9 +82,11 @@ public sealed class CliTests
     [Fact]
     public async Task Bench_PrintsATableOfEveryPolicyAtEveryContext()
     {
-        var (code, output, errors) = await Run("bench", "--shape", "tiny", "--layers", "4", "--contexts", "48,96", "--steps", "2", "--budget", "32", "--device", "cpu");
+        string plot = PlotPath();
+        var (code, output, errors) = await Run("bench", "--shape", "tiny", "--layers", "4", "--contexts", "48,96", "--steps", "2", "--budget", "32", "--device", "cpu", "--plot", plot);
         Assert.True(code == 0, errors);
         foreach (string text in new[] { "full ms/token", "tidal ms/token", "quest ms/token", "48", "96" }) Assert.Contains(text, output);
+        AssertPicture(plot, 640, 420);
         (code, _, errors) = await Run("bench", "--shape", "tiny", "--contexts", "0", "--device", "cpu");
         Assert.Equal(1, code);
         Assert.Contains("--contexts", errors);
@@ -82,9 +95,11 @@ public sealed class CliTests
     [Fact]
     public async Task EvalPerplexity_WithABudgetCoveringTheWindow_EqualsFullAttention()
     {
+        string plot = PlotPath();
         var (code, output, errors) = await Run("eval", "ppl", "--length", "80", "--prefix", "24", "--windows", "1", "--policies", "full,tidal,quest",
-            "--budgets", "32,1024", "--device", "cpu");
+            "--budgets", "32,1024", "--device", "cpu", "--plot", plot);
         Assert.True(code == 0, errors);
+        AssertPicture(plot, 640, 420);
         string Perplexity(string label) => output.Split('\n').Single(line => line.Contains(label + " ")).Split('│', StringSplitOptions.RemoveEmptyEntries)[1].Trim();
         // A budget at least as long as the context makes every sparse layer attend to every position: the same bits as dense.
         Assert.Equal(Perplexity("full"), Perplexity("tidal k=1024"));
@@ -95,9 +110,11 @@ public sealed class CliTests
     [Fact]
     public async Task EvalNeedle_ScoresEveryPolicyAndQuestionMode()
     {
+        string plot = PlotPath();
         var (code, output, errors) = await Run("eval", "needle", "--contexts", "200", "--depths", "2", "--policies", "full,quest", "--budgets", "32",
-            "--device", "cpu");
+            "--device", "cpu", "--plot", plot);
         Assert.True(code == 0, errors);
+        AssertPicture(plot, 4 * 360, 300); // a panel per (policy, mode): 2 × 2 in one row of four
         foreach (string row in new[] { "full", "quest k=32" })
             foreach (string mode in new[] { "prefilled", "decoded" })
                 Assert.Contains(output.Split('\n'), line => line.Contains(row + " ") && line.Contains(mode) && line.Contains("/2"));
@@ -111,8 +128,10 @@ public sealed class CliTests
     [Fact]
     public async Task EvalCoherence_PrintsTheOverlapMap_AndARecommendedLayer()
     {
-        var (code, output, errors) = await Run("eval", "coherence", "--length", "96", "--steps", "2", "--budget", "16", "--device", "cpu");
+        string plot = PlotPath();
+        var (code, output, errors) = await Run("eval", "coherence", "--length", "96", "--steps", "2", "--budget", "16", "--device", "cpu", "--plot", plot);
         Assert.True(code == 0, errors);
+        AssertPicture(plot, 1100, 480);
         string[] lines = output.Split('\n');
         // A layer's set always overlaps itself entirely: row l holds 1.00 in column l.
         for (int layer = 0; layer < 12; layer++)

@@ -13,6 +13,9 @@ namespace Tidal.Models.Evaluation;
 /// <param name="RecommendedLayer">The r with the largest captured mass.</param>
 public sealed record CoherenceReport(double[,] Overlap, double[] CapturedMass, int RecommendedLayer)
 {
+    /// <summary>The first valid re-selection layer: layer 2 makes the first selection.</summary>
+    public const int FirstCandidate = 3;
+
     /// <summary>The captured mass at <see cref="RecommendedLayer"/>.</summary>
     public double BestMass => CapturedMass[RecommendedLayer];
 }
@@ -67,7 +70,7 @@ public static class Coherence
             for (int a = 0; a < layers; a++)
                 for (int b = 0; b < layers; b++)
                     for (int h = 0; h < heads; h++) overlap[a, b] += sets[a, h].Count(t => sets[b, h].Contains(t)) / (double)(k * heads);
-            for (int r = 3; r < layers; r++)
+            for (int r = CoherenceReport.FirstCandidate; r < layers; r++)
             {
                 double captured = 0;
                 int sparse = 0;
@@ -82,9 +85,9 @@ public static class Coherence
             }
         }
         for (int a = 0; a < layers; a++) for (int b = 0; b < layers; b++) overlap[a, b] /= steps;
-        double[] capturedMass = mass.Select((m, r) => r < 3 ? double.NaN : m / steps).ToArray();
-        int best = 3;
-        for (int r = 4; r < layers; r++) if (capturedMass[r] > capturedMass[best]) best = r;
+        double[] capturedMass = mass.Select((m, r) => r < CoherenceReport.FirstCandidate ? double.NaN : m / steps).ToArray();
+        int best = CoherenceReport.FirstCandidate;
+        for (int r = best + 1; r < layers; r++) if (capturedMass[r] > capturedMass[best]) best = r;
         return new CoherenceReport(overlap, capturedMass, best);
     }
 

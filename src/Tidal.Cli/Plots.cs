@@ -1,0 +1,121 @@
+using System.CommandLine;
+using ScottPlot;
+
+namespace Tidal.Cli;
+
+/// <summary>The PNG figures of `tidal bench` and `tidal eval`, drawn with ScottPlot: one method per figure.</summary>
+internal static class Plots
+{
+    public static Option<FileInfo?> Option(string what) => new("--plot") { Description = $"Also write {what} as a PNG image to this file." };
+
+    /// <summary>Needle accuracy heat maps, one panel per (policy, question mode): depth down, context across, as in the paper.</summary>
+    /// <param name="accuracy">[panel, depth, context] share of trials answered exactly, in [0, 1].</param>
+    public static void Needle(string path, string[] panels, int[] contexts, double[] depths, double[,,] accuracy)
+    {
+        var figure = Grid(panels.Length, out int columns);
+        for (int i = 0; i < panels.Length; i++)
+        {
+            var cells = new double[depths.Length, contexts.Length];
+            for (int d = 0; d < depths.Length; d++)
+                for (int c = 0; c < contexts.Length; c++)
+                    cells[d, c] = accuracy[i, d, c];
+            Plot plot = figure.GetPlot(i);
+            // The first row of a heat map is drawn at the top: depth 0 % there, as needle maps are read.
+            UnitHeatmap(plot, cells);
+            plot.Axes.Bottom.TickGenerator = Ticks(contexts.Select(c => c.ToString()).ToArray(), reversed: false);
+            plot.Axes.Left.TickGenerator = Ticks(depths.Select(d => $"{d:P0}").ToArray(), reversed: true);
+            plot.Title(panels[i]);
+            plot.XLabel("context (tokens)");
+            plot.YLabel("needle depth");
+        }
+        figure.SavePng(path, 360 * columns, 300 * figure.Subplots.Count / columns);
+    }
+
+    /// <summary>Perplexity against token budget, a line per policy; full attention (no budget) as a horizontal line.</summary>
+    public static void Perplexity(string path, IReadOnlyList<(string Policy, int? Budget, double Perplexity)> results)
+    {
+        var plot = new Plot();
+        foreach (var group in results.GroupBy(r => r.Policy))
+        {
+            if (group.All(r => r.Budget is null))
+            {
+                plot.Add.HorizontalLine(group.First().Perplexity, pattern: LinePattern.Dashed).LegendText = group.Key;
+                continue;
+            }
+            var points = group.Where(r => r.Budget is not null).OrderBy(r => r.Budget).ToArray();
+            plot.Add.Scatter(points.Select(r => Math.Log2(r.Budget!.Value)).ToArray(), points.Select(r => r.Perplexity).ToArray()).LegendText = group.Key;
+        }
+        int[] budgets = results.Where(r => r.Budget is not null).Select(r => r.Budget!.Value).Distinct().Order().ToArray();
+        PowersOfTwo(plot, budgets);
+        plot.XLabel("token budget k");
+        plot.YLabel("perplexity");
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.SavePng(path, 640, 420);
+    }
+
+    /// <summary>Decode milliseconds per token against context length, a line per policy.</summary>
+    public static void Bench(string path, string device, int[] contexts, string[] policies, double[,] milliseconds)
+    {
+        var plot = new Plot();
+        for (int p = 0; p < policies.Length; p++)
+            plot.Add.Scatter(contexts.Select(c => Math.Log2(c)).ToArray(), contexts.Select((_, c) => milliseconds[c, p]).ToArray()).LegendText = policies[p];
+        PowersOfTwo(plot, contexts);
+        plot.Axes.SetLimitsY(0, Enumerable.Range(0, contexts.Length).SelectMany(c => Enumerable.Range(0, policies.Length).Select(p => milliseconds[c, p])).Max() * 1.1);
+        plot.Title(device);
+        plot.XLabel("context (tokens)");
+        plot.YLabel("decode ms/token");
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.SavePng(path, 640, 420);
+    }
+
+    /// <summary>The layer × layer overlap map beside the attention mass captured for each re-selection layer.</summary>
+    public static void Coherence(string path, int budget, double[,] overlap, double[] capturedMass, int firstCandidate)
+    {
+        var figure = new Multiplot();
+        figure.AddPlots(2);
+        figure.Layout = new ScottPlot.MultiplotLayouts.Columns();
+        int layers = overlap.GetLength(0);
+        Plot map = figure.GetPlot(0);
+        UnitHeatmap(map, overlap);
+        string[] names = Enumerable.Range(0, layers).Select(l => l.ToString()).ToArray();
+        map.Axes.Bottom.TickGenerator = Ticks(names, reversed: false);
+        map.Axes.Left.TickGenerator = Ticks(names, reversed: true);
+        map.Title($"overlap of top-{budget} sets");
+        map.XLabel("layer (share also here)");
+        map.YLabel("layer");
+        Plot mass = figure.GetPlot(1);
+        double[] candidates = Enumerable.Range(firstCandidate, layers - firstCandidate).Select(r => (double)r).ToArray();
+        mass.Add.Bars(candidates, candidates.Select(r => capturedMass[(int)r]).ToArray());
+        mass.Axes.SetLimitsY(0, 1);
+        mass.Title("attention mass captured");
+        mass.XLabel("re-selection layer r");
+        mass.YLabel("share of sparse layers' mass");
+        figure.SavePng(path, 1100, 480);
+    }
+
+    private static Multiplot Grid(int panels, out int columns)
+    {
+        columns = Math.Min(panels, 4);
+        var figure = new Multiplot();
+        figure.AddPlots(panels);
+        figure.Layout = new ScottPlot.MultiplotLayouts.Grid((panels + columns - 1) / columns, columns);
+        return figure;
+    }
+
+    /// <summary>A heat map of values in [0, 1] on one fixed colour scale, so that panels compare.</summary>
+    private static void UnitHeatmap(Plot plot, double[,] cells)
+    {
+        var heatmap = plot.Add.Heatmap(cells);
+        heatmap.Colormap = new ScottPlot.Colormaps.Viridis();
+        heatmap.ManualRange = new ScottPlot.Range(0, 1);
+        plot.Add.ColorBar(heatmap);
+    }
+
+    /// <summary>Labels at cell centres 0, 1, …; a heat map's rows run top-down, so its y labels are placed reversed.</summary>
+    private static ScottPlot.TickGenerators.NumericManual Ticks(string[] labels, bool reversed) =>
+        new(labels.Select((_, i) => (double)(reversed ? labels.Length - 1 - i : i)).ToArray(), labels);
+
+    /// <summary>A log2 x axis labelled with the values themselves.</summary>
+    private static void PowersOfTwo(Plot plot, int[] values) =>
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(values.Select(v => Math.Log2(v)).ToArray(), values.Select(v => v.ToString()).ToArray());
+}
