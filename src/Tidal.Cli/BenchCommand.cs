@@ -17,7 +17,8 @@ internal static class BenchCommand
         var policies = new PolicyOptions();
         var shape = new Option<string?>("--shape")
         {
-            Description = "Instead of --model, random F16 weights of a named shape: llama-3-8b, llama-3.1-8b, llama-2-7b or tiny.",
+            Description = "Instead of --model, random F16 weights of a named shape: llama-3-8b, llama-3.1-8b, llama-2-7b or tiny. " +
+                "The context is then a random KV cache rather than a prefill (decode time depends on its length, not its values).",
         };
         var layers = new Option<int?>("--layers") { Description = "With --shape: use only this many layers (to fit memory); each still has the full shape." };
         var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths to measure at.", DefaultValueFactory = _ => "1024,2048,4096" };
@@ -50,8 +51,13 @@ internal static class BenchCommand
                 int length = lengths[c];
                 cancellationToken.ThrowIfCancellationRequested();
                 using Session session = model.CreateSession(capacity);
-                int[] prompt = Enumerable.Range(0, length).Select(_ => random.Next(model.Config.VocabSize)).ToArray();
-                await console.Status.Status().StartAsync($"prefilling {length} tokens", _ => Task.Run(() => session.Prefill(prompt), cancellationToken));
+                if (parsed.GetValue(shape) is not null)
+                    session.FillRandomContext(length, seed: (ulong)length);
+                else
+                {
+                    int[] prompt = Enumerable.Range(0, length).Select(_ => random.Next(model.Config.VocabSize)).ToArray();
+                    await console.Status.Status().StartAsync($"prefilling {length} tokens", _ => Task.Run(() => session.Prefill(prompt), cancellationToken));
+                }
                 for (int a = 0; a < attention.Length; a++)
                 {
                     AttentionPolicy p = attention[a];

@@ -182,7 +182,8 @@ internal static class EvalCommand
             for (int p = 0; p < policies.Count; p++) table.AddRow(policies[p].Label, $"{results[p]:F2}");
             console.Tables.Write(table);
             if (parsed.GetValue(plot) is FileInfo file)
-                Plots.Perplexity(file.FullName, policies.Select((p, i) => (p.Name, p.Budget, results[i])).ToArray());
+                Plots.Perplexity(file.FullName, $"TidalDecode: {parsed.GetValue(policyOptions.SelectBy)} sets, correction every {parsed.GetValue(policyOptions.CorrectionInterval)} steps (0: off)",
+                    policies.Select((p, i) => (p.Name, p.Budget, results[i])).ToArray());
             console.Errors.WriteLine($"{backend.Name}; {windowCount} windows of {windowLength} tokens, {prefixLength} prefilled densely, {windowLength - prefixLength} scored each");
             return 0;
         });

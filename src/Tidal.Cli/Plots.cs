@@ -32,7 +32,7 @@ internal static class Plots
     }
 
     /// <summary>Perplexity against token budget, a line per policy; full attention (no budget) as a horizontal line.</summary>
-    public static void Perplexity(string path, IReadOnlyList<(string Policy, int? Budget, double Perplexity)> results)
+    public static void Perplexity(string path, string title, IReadOnlyList<(string Policy, int? Budget, double Perplexity)> results)
     {
         var plot = new Plot();
         foreach (var group in results.GroupBy(r => r.Policy))
@@ -47,6 +47,7 @@ internal static class Plots
         }
         int[] budgets = results.Where(r => r.Budget is not null).Select(r => r.Budget!.Value).Distinct().Order().ToArray();
         PowersOfTwo(plot, budgets);
+        plot.Title(title);
         plot.XLabel("token budget k");
         plot.YLabel("perplexity");
         plot.ShowLegend(Alignment.UpperRight);

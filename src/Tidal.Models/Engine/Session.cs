@@ -53,6 +53,26 @@ public sealed class Session : IDisposable
     }
 
     /// <summary>
+    /// For decode benchmarks on random weights: stands in for a prefill of <paramref name="length"/> tokens by filling
+    /// those positions of every layer's KV cache with random keys and values (Quest's page bounds to match) without
+    /// running the model. The tokens read as 0 and the logits as all zero until the first <see cref="Step"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The session is not empty.</exception>
+    /// <exception cref="ContextLengthExceededException">The length does not fit the session's context.</exception>
+    public void FillRandomContext(int length, ulong seed)
+    {
+        if (_tokens.Count > 0) throw new InvalidOperationException("a random context fills an empty session only.");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (length > _state.Capacity) throw new ContextLengthExceededException(length, _state.Capacity);
+        RandomContext.Fill(_state, _model.Weights.Backend, length, seed);
+        _model.Weights.Backend.Upload<float>(new float[_model.Config.VocabSize], _state.Logits);
+        _state.Length = length;
+        _tokens.AddRange(new int[length]);
+        _correctedUpTo = length;
+        _logitsOnHost = false;
+    }
+
+    /// <summary>
     /// Feeds one token as a decode step under <paramref name="policy"/> and computes its logits. With cache correction
     /// on, every <see cref="AttentionPolicy.CorrectionInterval"/> steps the K/V of the tokens decoded since the last
     /// correction are recomputed densely.
