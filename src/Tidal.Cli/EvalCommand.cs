@@ -95,14 +95,16 @@ internal static class EvalCommand
                 ProgressTask task = context.AddTask("needle trials", maxValue: total);
                 await Task.Run(() =>
                 {
+                    AttentionPolicy[] attention = policies.Select(p => p.Policy).ToArray();
                     for (int c = 0; c < lengths.Length; c++)
                         for (int t = 0; t < trialSets[c].Length; t++)
+                        {
+                            bool[,] right = Needle.Run(model, trialSets[c][t], attention, questionModes, cancellationToken);
                             for (int p = 0; p < policies.Count; p++)
                                 for (int m = 0; m < questionModes.Length; m++)
-                                {
-                                    if (Needle.Run(model, trialSets[c][t], policies[p].Policy, questionModes[m], cancellationToken)) correct[p, m, c, t / trialCount]++;
-                                    task.Increment(1);
-                                }
+                                    if (right[p, m]) correct[p, m, c, t / trialCount]++;
+                            task.Increment(policies.Count * questionModes.Length);
+                        }
                 }, cancellationToken);
             });
             var table = new Table().AddColumn("policy").AddColumn("question");

@@ -132,6 +132,35 @@ public class PolicyTests
             Assert.NotEqual(Run(tokens, tokens.Length, AttentionPolicy.Full(Small.Layers)), engine); // sparse really is sparse
         });
 
+    /// <summary>
+    /// A session prefilled with A + B and rewound to |A| continues exactly like one prefilled with A alone: the same
+    /// logits after A, after prefilling C, and after Quest steps (whose page bounds must not remember B's keys).
+    /// </summary>
+    [Property(MaxTest = 12)]
+    public Property Rewind_ContinuesBitForBitLikeAFreshPrefill() =>
+        Prop.ForAll(Gen.Choose(1, 40).ToArbitrary(), Gen.Choose(1, 20).ToArbitrary(), Gen.Choose(0, 1000).ToArbitrary(), (a, b, seed) =>
+        {
+            // The steps run past the rewound page, so that its bounds are scored as those of an ordinary page.
+            int[] tokens = Tokens(seed, a + b + 4 + 40);
+            int[] prefixA = tokens[..a], suffixB = tokens[a..(a + b)], suffixC = tokens[(a + b)..(a + b + 4)], steps = tokens[(a + b + 4)..];
+            var quest = AttentionPolicy.Quest(Small.Layers, 32);
+            using Session fresh = Model.Value.CreateSession(128), rewound = Model.Value.CreateSession(128);
+            fresh.Prefill(prefixA);
+            rewound.Prefill([.. prefixA, .. suffixB]);
+            rewound.Step(steps[0], quest); // sparse steps before the rewind are forgotten too
+            rewound.Rewind(a);
+            Assert.Equal(fresh.Logits.ToArray(), rewound.Logits.ToArray());
+            Assert.Equal(prefixA, rewound.Tokens);
+            fresh.Prefill(suffixC);
+            rewound.Prefill(suffixC);
+            foreach (int token in steps)
+            {
+                fresh.Step(token, quest);
+                rewound.Step(token, quest);
+                Assert.Equal(fresh.Logits.ToArray(), rewound.Logits.ToArray());
+            }
+        });
+
     [Fact]
     public void CacheCorrection_LeavesTheCacheAsADensePrefillWouldHaveIt()
     {

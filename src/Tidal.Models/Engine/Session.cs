@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Tidal.Core;
+using Tidal.Core.Reference;
 using Tidal.Models.Tokenization;
 
 namespace Tidal.Models.Engine;
@@ -50,6 +51,28 @@ public sealed class Session : IDisposable
         foreach (int t in tokens) _tokens.Add(t);
         _correctedUpTo = _tokens.Count;
         _logitsOnHost = false;
+    }
+
+    /// <summary>
+    /// Forgets every token after the first <paramref name="length"/>, so the session continues from there: several
+    /// continuations of one prefilled prompt without prefilling it again. The tokens of the last (partial) Quest page
+    /// kept are fed again densely, because that page's key bounds still hold the forgotten keys; this also leaves the
+    /// logits after token <paramref name="length"/> − 1 ready. A prompt prefilled and rewound is bit for bit a prompt
+    /// prefilled.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">length is not in [1, <see cref="Tokens"/>.Count].</exception>
+    public void Rewind(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, _tokens.Count);
+        int keep = (length - 1) / Quest.PageSize * Quest.PageSize;
+        int[] again = _tokens.GetRange(keep, length - keep).ToArray();
+        int corrected = _correctedUpTo;
+        _tokens.RemoveRange(keep, _tokens.Count - keep);
+        _state.Length = keep;
+        _unfed = null;
+        Prefill(again);
+        if (corrected < keep) _correctedUpTo = corrected; // positions decoded sparsely before the kept page stay due for correction
     }
 
     /// <summary>

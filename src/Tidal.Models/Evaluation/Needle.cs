@@ -50,24 +50,39 @@ public static class Needle
         return new NeedleTrial(string.Join(' ', haystack), question, $" {value}.");
     }
 
-    /// <summary>Runs one trial under <paramref name="policy"/>: true when every answer token is the greedy choice.</summary>
-    public static bool Run(LlamaModel model, NeedleTrial trial, AttentionPolicy policy, QuestionMode mode, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs one trial under every policy in every question mode: <c>[policy, mode]</c> is true when every answer token
+    /// is the greedy choice. The haystack is prefilled once and each run continues from it (<see cref="Session.Rewind"/>),
+    /// exactly as if it had been prefilled for that run alone.
+    /// </summary>
+    public static bool[,] Run(LlamaModel model, NeedleTrial trial, IReadOnlyList<AttentionPolicy> policies, IReadOnlyList<QuestionMode> modes,
+        CancellationToken cancellationToken = default)
     {
         Tokenizer tokenizer = model.Tokenizer ?? throw new InvalidOperationException("the model has no tokenizer.");
         int[] haystack = tokenizer.Encode(trial.Haystack, addSpecialTokens: true);
         int[] question = tokenizer.Encode(trial.Question, addSpecialTokens: false);
         int[] answer = tokenizer.Encode(trial.Answer, addSpecialTokens: false);
         using Session session = model.CreateSession(haystack.Length + question.Length + answer.Length);
-        if (mode == QuestionMode.Prefilled) session.Prefill([.. haystack, .. question]);
+        session.Prefill(haystack);
+        var correct = new bool[policies.Count, modes.Count];
+        for (int p = 0; p < policies.Count; p++)
+            for (int m = 0; m < modes.Count; m++)
+            {
+                if (p + m > 0) session.Rewind(haystack.Length);
+                correct[p, m] = Answer(session, question, answer, policies[p], modes[m], cancellationToken);
+            }
+        return correct;
+    }
+
+    private static bool Answer(Session session, int[] question, int[] answer, AttentionPolicy policy, QuestionMode mode, CancellationToken cancellationToken)
+    {
+        if (mode == QuestionMode.Prefilled) session.Prefill(question);
         else
-        {
-            session.Prefill(haystack);
             foreach (int token in question)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 session.Step(token, policy);
             }
-        }
         for (int i = 0; i < answer.Length; i++)
         {
             if (session.Sample() != answer[i]) return false;
