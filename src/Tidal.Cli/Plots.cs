@@ -6,6 +6,17 @@ namespace Tidal.Cli;
 /// <summary>The PNG figures of `tidal bench` and `tidal eval`, drawn with ScottPlot: one method per figure.</summary>
 internal static class Plots
 {
+    /// <summary>The bundled DejaVu Sans for every label, so that figures have text on machines without fonts.</summary>
+    static Plots()
+    {
+        string file = Path.Combine(AppContext.BaseDirectory, "fonts", "DejaVuSans.ttf");
+        if (!File.Exists(file)) return; // a system font then, as ScottPlot finds one
+        const string name = "Tidal Sans";
+        Fonts.AddFontFile(name, file, bold: false, italic: false);
+        Fonts.AddFontFile(name, file, bold: true, italic: false);
+        Fonts.Default = name;
+    }
+
     public static Option<FileInfo?> Option(string what) => new("--plot") { Description = $"Also write {what} as a PNG image to this file." };
 
     /// <summary>Needle accuracy heat maps, one panel per (policy, question mode): depth down, context across, as in the paper.</summary>
