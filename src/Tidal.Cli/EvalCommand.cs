@@ -203,10 +203,11 @@ internal static class EvalCommand
         var length = new Option<int>("--length") { Description = "Tokens of held-out text (BOS first); all but the last --steps are prefilled densely.", DefaultValueFactory = _ => 1024 };
         var steps = new Option<int>("--steps") { Description = "Decode steps measured (dense attention, every layer's logits read).", DefaultValueFactory = _ => 8 };
         var budget = new Option<int>("--budget", "-k") { Description = "Tokens per top-k set.", DefaultValueFactory = _ => 128 };
-        var plot = Plots.Option("the overlap heat map and the captured mass per re-selection layer");
+        var plot = Plots.Option("the overlap heat maps (mean and per head) and the captured mass per re-selection layer");
+        var perHead = new Option<bool>("--per-head") { Description = "Also print the overlap table of every query head." };
         var command = new Command("coherence", "How much the top-k token sets of different layers overlap (layer × layer), how much attention mass " +
             "TidalDecode's persisted sets capture for each re-selection layer r, the recommended r, and a warning when even the best r captures little.");
-        foreach (Option option in new Option[] { length, steps, budget, text, plot }) command.Options.Add(option);
+        foreach (Option option in new Option[] { length, steps, budget, text, perHead, plot }) command.Options.Add(option);
         models.AddTo(command);
         command.SetAction(async (parsed, cancellationToken) =>
         {
@@ -221,15 +222,25 @@ internal static class EvalCommand
             CoherenceReport report = null!;
             await console.Status.Status().StartAsync("measuring", _ => Task.Run(() => report = Coherence.Measure(model, tokens, total - measured, k, cancellationToken), cancellationToken));
             int layers = model.Config.Layers;
-            var overlap = new Table().AddColumn("layer");
-            for (int b = 0; b < layers; b++) overlap.AddColumn(new TableColumn(b.ToString()).RightAligned());
-            for (int a = 0; a < layers; a++) overlap.AddRow([a.ToString(), .. Enumerable.Range(0, layers).Select(b => $"{report.Overlap[a, b]:F2}")]);
+            Table OverlapTable(Func<int, int, double> share)
+            {
+                var table = new Table().AddColumn("layer");
+                for (int b = 0; b < layers; b++) table.AddColumn(new TableColumn(b.ToString()).RightAligned());
+                for (int a = 0; a < layers; a++) table.AddRow([a.ToString(), .. Enumerable.Range(0, layers).Select(b => $"{share(a, b):F2}")]);
+                return table;
+            }
             console.Output.WriteLine($"Overlap of top-{k} sets (mean over query heads and {measured} steps): row layer's set, share also in column layer's");
-            console.Tables.Write(overlap);
+            console.Tables.Write(OverlapTable((a, b) => report.Overlap[a, b]));
+            if (parsed.GetValue(perHead))
+                for (int h = 0; h < model.Config.Heads; h++)
+                {
+                    console.Output.WriteLine($"Query head {h}:");
+                    console.Tables.Write(OverlapTable((a, b) => report.HeadOverlap[h, a, b]));
+                }
             var mass = new Table().AddColumn("re-selection layer r").AddColumn(new TableColumn("captured attention mass").RightAligned());
             for (int r = CoherenceReport.FirstCandidate; r < layers; r++) mass.AddRow(r.ToString(), $"{report.CapturedMass[r]:F3}");
             console.Tables.Write(mass);
-            if (parsed.GetValue(plot) is FileInfo file) Plots.Coherence(file.FullName, k, report.Overlap, report.CapturedMass, CoherenceReport.FirstCandidate);
+            if (parsed.GetValue(plot) is FileInfo file) Plots.Coherence(file.FullName, k, report, CoherenceReport.FirstCandidate);
             console.Output.WriteLine($"recommended re-selection layer: {report.RecommendedLayer} (captures {report.BestMass:P1} of the sparse layers' dense attention)");
             if (report.BestMass < WeakMass)
                 console.Output.WriteLine($"warning: even the best re-selection layer captures only {report.BestMass:P1} of the attention mass: TidalDecode's premise " +

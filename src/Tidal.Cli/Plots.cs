@@ -39,7 +39,7 @@ internal static class Plots
             plot.XLabel("context (tokens)");
             plot.YLabel("needle depth");
         }
-        figure.SavePng(path, 360 * columns, 300 * figure.Subplots.Count / columns);
+        figure.SavePng(path, PanelWidth * columns, PanelHeight * ((panels.Length + columns - 1) / columns));
     }
 
     /// <summary>Perplexity against token budget, a line per policy; full attention (no budget) as a horizontal line.</summary>
@@ -80,30 +80,38 @@ internal static class Plots
         plot.SavePng(path, 640, 420);
     }
 
-    /// <summary>The layer × layer overlap map beside the attention mass captured for each re-selection layer.</summary>
-    public static void Coherence(string path, int budget, double[,] overlap, double[] capturedMass, int firstCandidate)
+    /// <summary>The layer × layer overlap map (mean over heads, then each head), then the attention mass captured for
+    /// each re-selection layer.</summary>
+    public static void Coherence(string path, int budget, Tidal.Models.Evaluation.CoherenceReport report, int firstCandidate)
     {
-        var figure = new Multiplot();
-        figure.AddPlots(2);
-        figure.Layout = new ScottPlot.MultiplotLayouts.Columns();
-        int layers = overlap.GetLength(0);
-        Plot map = figure.GetPlot(0);
-        UnitHeatmap(map, overlap);
+        int heads = report.HeadOverlap.GetLength(0), layers = report.Overlap.GetLength(0);
+        var figure = Grid(heads + 2, out int columns);
         string[] names = Enumerable.Range(0, layers).Select(l => l.ToString()).ToArray();
-        map.Axes.Bottom.TickGenerator = Ticks(names, reversed: false);
-        map.Axes.Left.TickGenerator = Ticks(names, reversed: true);
-        map.Title($"overlap of top-{budget} sets");
-        map.XLabel("layer (share also here)");
-        map.YLabel("layer");
-        Plot mass = figure.GetPlot(1);
+        for (int i = 0; i <= heads; i++)
+        {
+            var cells = new double[layers, layers];
+            for (int a = 0; a < layers; a++)
+                for (int b = 0; b < layers; b++)
+                    cells[a, b] = i == 0 ? report.Overlap[a, b] : report.HeadOverlap[i - 1, a, b];
+            Plot map = figure.GetPlot(i);
+            UnitHeatmap(map, cells);
+            map.Axes.Bottom.TickGenerator = Ticks(names, reversed: false);
+            map.Axes.Left.TickGenerator = Ticks(names, reversed: true);
+            map.Title(i == 0 ? $"top-{budget} overlap, mean of heads" : $"top-{budget} overlap, head {i - 1}");
+            map.XLabel("layer (share also here)");
+            map.YLabel("layer");
+        }
+        Plot mass = figure.GetPlot(heads + 1);
         double[] candidates = Enumerable.Range(firstCandidate, layers - firstCandidate).Select(r => (double)r).ToArray();
-        mass.Add.Bars(candidates, candidates.Select(r => capturedMass[(int)r]).ToArray());
+        mass.Add.Bars(candidates, candidates.Select(r => report.CapturedMass[(int)r]).ToArray());
         mass.Axes.SetLimitsY(0, 1);
         mass.Title("attention mass captured");
         mass.XLabel("re-selection layer r");
         mass.YLabel("share of sparse layers' mass");
-        figure.SavePng(path, 1100, 480);
+        figure.SavePng(path, PanelWidth * columns, PanelHeight * ((heads + 2 + columns - 1) / columns));
     }
+
+    private const int PanelWidth = 360, PanelHeight = 300;
 
     private static Multiplot Grid(int panels, out int columns)
     {

@@ -129,13 +129,19 @@ public sealed class CliTests
     public async Task EvalCoherence_PrintsTheOverlapMap_AndARecommendedLayer()
     {
         string plot = PlotPath();
-        var (code, output, errors) = await Run("eval", "coherence", "--length", "96", "--steps", "2", "--budget", "16", "--device", "cpu", "--plot", plot);
+        var (code, output, errors) = await Run("eval", "coherence", "--length", "96", "--steps", "2", "--budget", "16", "--device", "cpu", "--per-head", "--plot", plot);
         Assert.True(code == 0, errors);
-        AssertPicture(plot, 1100, 480);
+        AssertPicture(plot, 4 * 360, 2 * 300); // mean, 4 heads, captured mass: 6 panels in rows of four
+        Assert.Contains("Query head 3:", output);
         string[] lines = output.Split('\n');
-        // A layer's set always overlaps itself entirely: row l holds 1.00 in column l.
+        // A layer's set always overlaps itself entirely: row l holds 1.00 in column l, in the mean table and each head's.
         for (int layer = 0; layer < 12; layer++)
-            Assert.Equal("1.00", lines.First(line => line.StartsWith($"│ {layer} ", StringComparison.Ordinal)).Split('│', StringSplitOptions.RemoveEmptyEntries)[layer + 1].Trim());
+        {
+            string[] rows = lines.Where(line => line.StartsWith($"│ {layer} ", StringComparison.Ordinal))
+                .Where(line => line.Split('│', StringSplitOptions.RemoveEmptyEntries).Length >= 13).ToArray(); // not the captured-mass table
+            Assert.Equal(1 + 4, rows.Length);
+            Assert.All(rows, row => Assert.Equal("1.00", row.Split('│', StringSplitOptions.RemoveEmptyEntries)[layer + 1].Trim()));
+        }
         Assert.Contains("recommended re-selection layer:", output);
         Assert.Contains("warning: even the best re-selection layer", output); // tidal-tiny's layers share little (its card)
     }

@@ -162,6 +162,33 @@ public class PolicyTests
         });
 
     [Fact]
+    public void Coherence_PerHeadOverlapIsAShareMatrix_AndTheMeanIsTheirAverage()
+    {
+        int[] tokens = Tokens(11, 48);
+        var report = Tidal.Models.Evaluation.Coherence.Measure(Model.Value, tokens, 44, budget: 8);
+        int heads = Small.Heads, layers = Small.Layers;
+        Assert.Equal((heads, layers, layers), (report.HeadOverlap.GetLength(0), report.HeadOverlap.GetLength(1), report.HeadOverlap.GetLength(2)));
+        bool anyPartial = false;
+        for (int a = 0; a < layers; a++)
+            for (int b = 0; b < layers; b++)
+            {
+                double sum = 0;
+                for (int h = 0; h < heads; h++)
+                {
+                    double share = report.HeadOverlap[h, a, b];
+                    Assert.InRange(share, 0, 1);
+                    Assert.Equal(share, report.HeadOverlap[h, b, a], 12); // sets of one size k: |A ∩ B| / k is symmetric
+                    if (a == b) Assert.Equal(1, share);
+                    anyPartial |= share < 1;
+                    sum += share;
+                }
+                Assert.Equal(sum / heads, report.Overlap[a, b], 12);
+            }
+        Assert.True(anyPartial, "random layers do not all pick the same tokens");
+        Assert.InRange(report.RecommendedLayer, Tidal.Models.Evaluation.CoherenceReport.FirstCandidate, layers - 1);
+    }
+
+    [Fact]
     public void CacheCorrection_LeavesTheCacheAsADensePrefillWouldHaveIt()
     {
         int[] tokens = Tokens(3, 31);

@@ -5,19 +5,32 @@ using Tidal.Models.Engine;
 namespace Tidal.Models.Evaluation;
 
 /// <summary>What <see cref="Coherence.Measure"/> found.</summary>
-/// <param name="Overlap">[layer, layer]: the mean share of one layer's top-k set (per query head) that another layer's
-/// set also holds.</param>
+/// <param name="HeadOverlap">[head, layer, layer]: the mean share (over the measured steps) of one layer's top-k set
+/// for that query head that another layer's set for the same head also holds.</param>
 /// <param name="CapturedMass">[r]: for TidalDecode with re-selection layer r, the mean dense attention probability
 /// that the persisted set (layer 2's before r, layer r's after) captures in the sparse layers; NaN where r is not a
 /// valid re-selection layer.</param>
 /// <param name="RecommendedLayer">The r with the largest captured mass.</param>
-public sealed record CoherenceReport(double[,] Overlap, double[] CapturedMass, int RecommendedLayer)
+public sealed record CoherenceReport(double[,,] HeadOverlap, double[] CapturedMass, int RecommendedLayer)
 {
     /// <summary>The first valid re-selection layer: layer 2 makes the first selection.</summary>
     public const int FirstCandidate = 3;
 
+    /// <summary>[layer, layer]: <see cref="HeadOverlap"/> averaged over query heads.</summary>
+    public double[,] Overlap { get; } = MeanOverHeads(HeadOverlap);
+
     /// <summary>The captured mass at <see cref="RecommendedLayer"/>.</summary>
     public double BestMass => CapturedMass[RecommendedLayer];
+
+    private static double[,] MeanOverHeads(double[,,] perHead)
+    {
+        int heads = perHead.GetLength(0), layers = perHead.GetLength(1);
+        var mean = new double[layers, layers];
+        for (int h = 0; h < heads; h++)
+            for (int a = 0; a < layers; a++)
+                for (int b = 0; b < layers; b++) mean[a, b] += perHead[h, a, b] / heads;
+        return mean;
+    }
 }
 
 /// <summary>
@@ -50,7 +63,7 @@ public static class Coherence
                 logits[layer] = all[..(heads * length)];
             },
         };
-        var overlap = new double[layers, layers];
+        var overlap = new double[heads, layers, layers];
         var mass = new double[layers];
         int steps = 0;
         for (int i = prefix; i < tokens.Length; i++, steps++)
@@ -69,7 +82,7 @@ public static class Coherence
             }
             for (int a = 0; a < layers; a++)
                 for (int b = 0; b < layers; b++)
-                    for (int h = 0; h < heads; h++) overlap[a, b] += sets[a, h].Count(t => sets[b, h].Contains(t)) / (double)(k * heads);
+                    for (int h = 0; h < heads; h++) overlap[h, a, b] += sets[a, h].Count(t => sets[b, h].Contains(t)) / (double)k;
             for (int r = CoherenceReport.FirstCandidate; r < layers; r++)
             {
                 double captured = 0;
@@ -84,7 +97,7 @@ public static class Coherence
                 mass[r] += sparse > 0 ? captured / sparse : 1;
             }
         }
-        for (int a = 0; a < layers; a++) for (int b = 0; b < layers; b++) overlap[a, b] /= steps;
+        for (int h = 0; h < heads; h++) for (int a = 0; a < layers; a++) for (int b = 0; b < layers; b++) overlap[h, a, b] /= steps;
         double[] capturedMass = mass.Select((m, r) => r < CoherenceReport.FirstCandidate ? double.NaN : m / steps).ToArray();
         int best = CoherenceReport.FirstCandidate;
         for (int r = best + 1; r < layers; r++) if (capturedMass[r] > capturedMass[best]) best = r;
