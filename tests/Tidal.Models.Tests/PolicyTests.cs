@@ -12,11 +12,7 @@ namespace Tidal.Models.Tests;
 /// <summary>Attention policies in the engine, on a small random-weight model (no files needed).</summary>
 public class PolicyTests
 {
-    private static readonly LlamaConfig Small = new()
-    {
-        VocabSize = 97, HiddenSize = 64, IntermediateSize = 96, Layers = 7, Heads = 4, KvHeads = 2, HeadDim = 16,
-        RopeTheta = 10000f, MaxPositions = 256, BosTokenId = 0, EosTokenIds = [1],
-    };
+    private static readonly LlamaConfig Small = SmallModel.Config(layers: 7);
 
     private static readonly Lazy<LlamaModel> Model = new(() => LlamaModel.FromWeights(ModelWeights.Random(Small, new CpuBackend(), DType.BF16, seed: 7)));
 

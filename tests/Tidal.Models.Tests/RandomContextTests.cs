@@ -9,11 +9,7 @@ namespace Tidal.Models.Tests;
 /// <summary>The random KV cache that decode benchmarks on random weights use instead of a prefill.</summary>
 public class RandomContextTests
 {
-    private static readonly LlamaConfig Small = new()
-    {
-        VocabSize = 97, HiddenSize = 64, IntermediateSize = 96, Layers = 4, Heads = 4, KvHeads = 2, HeadDim = 16,
-        RopeTheta = 10000f, MaxPositions = 256, BosTokenId = 0, EosTokenIds = [1],
-    };
+    private static readonly LlamaConfig Small = SmallModel.Config(layers: 4);
 
     [Theory]
     [InlineData(37)] // a partial last page
