@@ -240,7 +240,7 @@ internal static class EvalCommand
             var mass = new Table().AddColumn("re-selection layer r").AddColumn(new TableColumn("captured attention mass").RightAligned());
             for (int r = CoherenceReport.FirstCandidate; r < layers; r++) mass.AddRow(r.ToString(), $"{report.CapturedMass[r]:F3}");
             console.Tables.Write(mass);
-            if (parsed.GetValue(plot) is FileInfo file) Plots.Coherence(file.FullName, k, report, CoherenceReport.FirstCandidate);
+            if (parsed.GetValue(plot) is FileInfo file) Plots.Coherence(file.FullName, k, report);
             console.Output.WriteLine($"recommended re-selection layer: {report.RecommendedLayer} (captures {report.BestMass:P1} of the sparse layers' dense attention)");
             if (report.BestMass < WeakMass)
                 console.Output.WriteLine($"warning: even the best re-selection layer captures only {report.BestMass:P1} of the attention mass: TidalDecode's premise " +

@@ -17,6 +17,7 @@ internal static class Plots
         Fonts.Default = name;
     }
 
+    /// <summary>The --plot option of a command that can draw <paramref name="what"/>.</summary>
     public static Option<FileInfo?> Option(string what) => new("--plot") { Description = $"Also write {what} as a PNG image to this file." };
 
     /// <summary>Needle accuracy heat maps, one panel per (policy, question mode): depth down, context across, as in the paper.</summary>
@@ -30,16 +31,11 @@ internal static class Plots
             for (int d = 0; d < depths.Length; d++)
                 for (int c = 0; c < contexts.Length; c++)
                     cells[d, c] = accuracy[i, d, c];
-            Plot plot = figure.GetPlot(i);
             // The first row of a heat map is drawn at the top: depth 0 % there, as needle maps are read.
-            UnitHeatmap(plot, cells);
-            plot.Axes.Bottom.TickGenerator = Ticks(contexts.Select(c => c.ToString()).ToArray(), reversed: false);
-            plot.Axes.Left.TickGenerator = Ticks(depths.Select(d => $"{d:P0}").ToArray(), reversed: true);
-            plot.Title(panels[i]);
-            plot.XLabel("context (tokens)");
-            plot.YLabel("needle depth");
+            Map(figure.GetPlot(i), cells, panels[i], contexts.Select(c => c.ToString()).ToArray(), "context (tokens)",
+                depths.Select(d => $"{d:P0}").ToArray(), "needle depth");
         }
-        figure.SavePng(path, PanelWidth * columns, PanelHeight * ((panels.Length + columns - 1) / columns));
+        Save(figure, path, panels.Length, columns);
     }
 
     /// <summary>Perplexity against token budget, a line per policy; full attention (no budget) as a horizontal line.</summary>
@@ -72,7 +68,7 @@ internal static class Plots
         for (int p = 0; p < policies.Length; p++)
             plot.Add.Scatter(contexts.Select(c => Math.Log2(c)).ToArray(), contexts.Select((_, c) => milliseconds[c, p]).ToArray()).LegendText = policies[p];
         PowersOfTwo(plot, contexts);
-        plot.Axes.SetLimitsY(0, Enumerable.Range(0, contexts.Length).SelectMany(c => Enumerable.Range(0, policies.Length).Select(p => milliseconds[c, p])).Max() * 1.1);
+        plot.Axes.SetLimitsY(0, milliseconds.Cast<double>().Max() * 1.1);
         plot.Title(device);
         plot.XLabel("context (tokens)");
         plot.YLabel("decode ms/token");
@@ -82,7 +78,7 @@ internal static class Plots
 
     /// <summary>The layer × layer overlap map (mean over heads, then each head), then the attention mass captured for
     /// each re-selection layer.</summary>
-    public static void Coherence(string path, int budget, Tidal.Models.Evaluation.CoherenceReport report, int firstCandidate)
+    public static void Coherence(string path, int budget, Tidal.Models.Evaluation.CoherenceReport report)
     {
         int heads = report.HeadOverlap.GetLength(0), layers = report.Overlap.GetLength(0);
         var figure = Grid(heads + 2, out int columns);
@@ -93,22 +89,18 @@ internal static class Plots
             for (int a = 0; a < layers; a++)
                 for (int b = 0; b < layers; b++)
                     cells[a, b] = i == 0 ? report.Overlap[a, b] : report.HeadOverlap[i - 1, a, b];
-            Plot map = figure.GetPlot(i);
-            UnitHeatmap(map, cells);
-            map.Axes.Bottom.TickGenerator = Ticks(names, reversed: false);
-            map.Axes.Left.TickGenerator = Ticks(names, reversed: true);
-            map.Title(i == 0 ? $"top-{budget} overlap, mean of heads" : $"top-{budget} overlap, head {i - 1}");
-            map.XLabel("layer (share also here)");
-            map.YLabel("layer");
+            Map(figure.GetPlot(i), cells, i == 0 ? $"top-{budget} overlap, mean of heads" : $"top-{budget} overlap, head {i - 1}",
+                names, "layer (share also here)", names, "layer");
         }
         Plot mass = figure.GetPlot(heads + 1);
-        double[] candidates = Enumerable.Range(firstCandidate, layers - firstCandidate).Select(r => (double)r).ToArray();
+        int first = Tidal.Models.Evaluation.CoherenceReport.FirstCandidate;
+        double[] candidates = Enumerable.Range(first, layers - first).Select(r => (double)r).ToArray();
         mass.Add.Bars(candidates, candidates.Select(r => report.CapturedMass[(int)r]).ToArray());
         mass.Axes.SetLimitsY(0, 1);
         mass.Title("attention mass captured");
         mass.XLabel("re-selection layer r");
         mass.YLabel("share of sparse layers' mass");
-        figure.SavePng(path, PanelWidth * columns, PanelHeight * ((heads + 2 + columns - 1) / columns));
+        Save(figure, path, heads + 2, columns);
     }
 
     private const int PanelWidth = 360, PanelHeight = 300;
@@ -122,13 +114,22 @@ internal static class Plots
         return figure;
     }
 
-    /// <summary>A heat map of values in [0, 1] on one fixed colour scale, so that panels compare.</summary>
-    private static void UnitHeatmap(Plot plot, double[,] cells)
+    private static void Save(Multiplot figure, string path, int panels, int columns) =>
+        figure.SavePng(path, PanelWidth * columns, PanelHeight * ((panels + columns - 1) / columns));
+
+    /// <summary>A heat-map panel of values in [0, 1] on one fixed colour scale, so that panels compare; cells[row, column]
+    /// with row 0 at the top.</summary>
+    private static void Map(Plot plot, double[,] cells, string title, string[] columns, string xLabel, string[] rows, string yLabel)
     {
         var heatmap = plot.Add.Heatmap(cells);
         heatmap.Colormap = new ScottPlot.Colormaps.Viridis();
         heatmap.ManualRange = new ScottPlot.Range(0, 1);
         plot.Add.ColorBar(heatmap);
+        plot.Axes.Bottom.TickGenerator = Ticks(columns, reversed: false);
+        plot.Axes.Left.TickGenerator = Ticks(rows, reversed: true);
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
     }
 
     /// <summary>Labels at cell centres 0, 1, …; a heat map's rows run top-down, so its y labels are placed reversed.</summary>

@@ -40,24 +40,9 @@ internal static class RandomContext
         if (half) backend.Upload<Half>(Array.ConvertAll(values, v => (Half)v), cache);
         else backend.Upload<float>(values, cache);
         if (pageMin is null || pageMax is null) return;
-        int maxPages = pageMin.Shape[1];
         var min = new float[pageMin.Shape.ElementCount];
         var max = new float[pageMax.Shape.ElementCount];
-        Parallel.For(0, kvHeads * Quest.PageCount(length), cell =>
-        {
-            int pages = Quest.PageCount(length), h = cell / pages, page = cell % pages;
-            Span<float> lo = min.AsSpan((h * maxPages + page) * d, d), hi = max.AsSpan((h * maxPages + page) * d, d);
-            for (int p = page * Quest.PageSize; p < Math.Min(length, (page + 1) * Quest.PageSize); p++)
-            {
-                ReadOnlySpan<float> key = values.AsSpan((h * capacity + p) * d, d);
-                for (int i = 0; i < d; i++)
-                {
-                    bool first = p == page * Quest.PageSize;
-                    lo[i] = first ? key[i] : MathF.Min(lo[i], key[i]);
-                    hi[i] = first ? key[i] : MathF.Max(hi[i], key[i]);
-                }
-            }
-        });
+        Quest.BuildPageBounds(new KvView<float>(values, values, kvHeads, capacity, d, length), min, max); // only keys are read
         backend.Upload<float>(min, pageMin);
         backend.Upload<float>(max, pageMax);
     }
