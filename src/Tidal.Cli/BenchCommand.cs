@@ -36,7 +36,7 @@ internal static class BenchCommand
             int timed = parsed.GetValue(steps);
             if (timed <= 0) throw new ArgumentException($"--steps must be > 0, got {timed}.");
             int capacity = lengths.Max() + (timed + 2) * policyNames.Length + 1;
-            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using IBackend backend = models.OpenBackend(parsed);
             using LlamaModel model = await OpenModel(console, parsed, models, shape, layers, backend, capacity, cancellationToken);
             if (capacity > model.Config.MaxPositions)
                 throw new ArgumentException($"the longest context plus the timed steps ({capacity}) exceeds the model's {model.Config.MaxPositions} positions.");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Spectre.Console;
+using Tidal.Core;
 using Tidal.Core.Backends;
 using Tidal.Kernels;
 using Tidal.Kernels.Accelerators;
@@ -21,23 +22,48 @@ internal sealed class ModelOptions
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "cpu", "cuda");
 
+    public Option<string> KvCache { get; } = new Option<string>("--kv-cache")
+    {
+        Description = "KV cache dtype: auto (the device's own: F32 on the CPU, F16 on CUDA), f32 (CPU only) or f16 (on the CPU: reproduces a CUDA run's numbers to the bit).",
+        DefaultValueFactory = _ => "auto",
+    }.AcceptOnlyFromAmong("auto", "f32", "f16");
+
     public void AddTo(Command command)
     {
         command.Options.Add(Model);
         command.Options.Add(Device);
+        command.Options.Add(KvCache);
     }
 
-    public static IBackend OpenBackend(string device)
+    /// <summary>The backend --device names, keeping KV caches as --kv-cache says.</summary>
+    public IBackend OpenBackend(ParseResult parsed)
     {
-        if (device == "cpu") return new CpuBackend();
-        if (device == "cuda") return new GpuBackend(DeviceKind.Cuda);
+        string device = parsed.GetValue(Device)!, cache = parsed.GetValue(KvCache)!;
+        IBackend backend = device switch
+        {
+            "cpu" => Cpu(cache),
+            "cuda" => new GpuBackend(DeviceKind.Cuda),
+            _ => CudaOrCpu(cache),
+        };
+        if (cache == "f32" && backend.KvCacheType != DType.F32)
+        {
+            backend.Dispose();
+            throw new ArgumentException("--kv-cache f32: the CUDA engine keeps KV caches in F16 (use --device cpu for F32 caches).");
+        }
+        return backend;
+    }
+
+    private static CpuBackend Cpu(string cache) => new(cache == "f16" ? DType.F16 : DType.F32);
+
+    private static IBackend CudaOrCpu(string cache)
+    {
         try
         {
             return new GpuBackend(DeviceKind.Cuda);
         }
         catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
         {
-            return new CpuBackend();
+            return Cpu(cache);
         }
     }
 

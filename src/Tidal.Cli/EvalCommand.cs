@@ -81,7 +81,7 @@ internal static class EvalCommand
             double Depth(int d) => depthCount == 1 ? 0.5 : (double)d / (depthCount - 1);
             string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
             string haystackText = ReadText(parsed.GetValue(text), modelPath);
-            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using IBackend backend = models.OpenBackend(parsed);
             using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
             var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
             var random = new Random(parsed.GetValue(seed));
@@ -152,7 +152,7 @@ internal static class EvalCommand
             if (prefixLength < 1 || prefixLength >= windowLength) throw new ArgumentException($"--prefix must lie in [1, --length), got {prefixLength}.");
             string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
             string heldout = ReadText(parsed.GetValue(text), modelPath);
-            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using IBackend backend = models.OpenBackend(parsed);
             using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
             var policies = Policies(parsed, policyOptions, names, budgets, model.Config.Layers);
             // Each window starts with BOS, as a document does: a model scores text after a missing BOS much worse.
@@ -215,7 +215,7 @@ internal static class EvalCommand
             if (measured < 1 || measured >= total) throw new ArgumentException($"--steps must lie in [1, --length), got {measured}.");
             string modelPath = ModelOptions.ModelPath(parsed.GetValue(models.Model));
             string heldout = ReadText(parsed.GetValue(text), modelPath);
-            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using IBackend backend = models.OpenBackend(parsed);
             using LlamaModel model = await ModelOptions.LoadAsync(console, modelPath, backend, cancellationToken);
             int[] tokens = [model.Config.BosTokenId, .. model.Tokenizer!.Encode(heldout, addSpecialTokens: false).Take(total - 1)];
             if (tokens.Length < total) throw new ArgumentException($"the text has fewer than {total} tokens.");

@@ -33,7 +33,7 @@ internal static class GenerateCommand
                 : parsed.GetValue(prompt) ?? throw new ArgumentException("give the prompt with --prompt or --prompt-file.");
             int tokens = parsed.GetValue(maxTokens);
             if (tokens <= 0) throw new ArgumentException($"--max-tokens must be > 0, got {tokens}.");
-            using IBackend backend = ModelOptions.OpenBackend(parsed.GetValue(models.Device)!);
+            using IBackend backend = models.OpenBackend(parsed);
             using LlamaModel model = await ModelOptions.LoadAsync(console, ModelOptions.ModelPath(parsed.GetValue(models.Model)), backend, cancellationToken);
             AttentionPolicy attention = policies.Build(parsed, parsed.GetValue(policy)!, model.Config.Layers);
             int promptTokens = model.Tokenizer!.Encode(text, addSpecialTokens: true).Length;

@@ -35,7 +35,7 @@ public sealed class CliTests
         (code, output, _) = await Run("generate", "--help");
         Assert.Equal(0, code);
         foreach (string option in new[] { "--model", "--prompt", "--prompt-file", "--max-tokens", "--temperature", "--top-p", "--seed", "--policy",
-                     "--budget", "--reselect-layer", "--select-by", "--correction-interval", "--device" })
+                     "--budget", "--reselect-layer", "--select-by", "--correction-interval", "--device", "--kv-cache" })
             Assert.Contains(option, output);
         (code, output, _) = await Run("bench", "--help");
         Assert.Equal(0, code);
@@ -105,6 +105,20 @@ public sealed class CliTests
         Assert.Equal(Perplexity("full"), Perplexity("tidal k=1024"));
         Assert.Equal(Perplexity("full"), Perplexity("quest k=1024"));
         Assert.True(double.Parse(Perplexity("tidal k=32")) > 1);
+    }
+
+    [Fact]
+    public async Task EvalPerplexity_WithF16KvCache_OnTheCpu_UsesF16Caches()
+    {
+        var (code, output, errors) = await Run("eval", "ppl", "--length", "80", "--prefix", "24", "--windows", "1", "--policies", "full",
+            "--device", "cpu", "--kv-cache", "f16");
+        Assert.True(code == 0, errors);
+        Assert.Contains("F16 KV cache", errors);
+        using var backend = new CpuBackend(Tidal.Core.DType.F16);
+        using LlamaModel model = LlamaModel.Load(LlamaModel.DefaultDirectory!, backend);
+        int[] tokens = [model.Config.BosTokenId, .. model.Tokenizer!.Encode(File.ReadAllText(Path.Combine(LlamaModel.DefaultDirectory!, "heldout.txt")), addSpecialTokens: false).AsSpan(0, 79)];
+        double expected = Tidal.Models.Evaluation.Perplexity.Evaluate(model, tokens, 24, AttentionPolicy.Full(model.Config.Layers));
+        Assert.Contains($"{expected:F2}", output);
     }
 
     [Fact]

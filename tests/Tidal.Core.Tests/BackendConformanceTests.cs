@@ -167,3 +167,18 @@ public sealed class CpuBackendTests : BackendConformanceTests
 {
     protected override IBackend CreateBackend() => new CpuBackend();
 }
+
+public sealed class CpuBackendCacheTypeTests
+{
+    [Fact]
+    public void KeepsKvCachesInF32OrF16_AndNamesF16()
+    {
+        using var exact = new CpuBackend();
+        using var half = new CpuBackend(DType.F16);
+        Assert.Equal(DType.F32, exact.KvCacheType);
+        Assert.Equal(DType.F16, half.KvCacheType);
+        Assert.Contains("F16 KV cache", half.Name);
+        Assert.DoesNotContain("KV cache", exact.Name);
+        Assert.Contains("BF16", Assert.Throws<ArgumentException>(() => new CpuBackend(DType.BF16)).Message);
+    }
+}

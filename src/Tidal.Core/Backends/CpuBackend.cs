@@ -10,10 +10,20 @@ namespace Tidal.Core.Backends;
 public sealed class CpuBackend : IBackend
 {
     /// <inheritdoc/>
-    public string Name => $"CPU (SIMD reference, {Environment.ProcessorCount} threads)";
+    public string Name => $"CPU (SIMD reference, {Environment.ProcessorCount} threads{(KvCacheType == DType.F16 ? ", F16 KV cache" : "")})";
+
+    /// <summary>A CPU backend keeping KV caches in <paramref name="kvCacheType"/>: F32 (default, the most exact) or F16
+    /// (the GPU backend's cache type: a CPU run then reproduces a GPU run's numbers to the bit).</summary>
+    /// <exception cref="ArgumentException">Any other dtype.</exception>
+    public CpuBackend(DType kvCacheType = DType.F32)
+    {
+        if (kvCacheType is not (DType.F32 or DType.F16))
+            throw new ArgumentException($"the CPU backend keeps KV caches in F32 or F16, not {kvCacheType}.", nameof(kvCacheType));
+        KvCacheType = kvCacheType;
+    }
 
     /// <inheritdoc/>
-    public DType KvCacheType => DType.F32;
+    public DType KvCacheType { get; }
 
     /// <inheritdoc/>
     public ITensor Allocate(DType type, Shape shape) => new CpuTensor(HostTensor.Allocate(type, shape));
