@@ -99,6 +99,18 @@ public static class GpuVerify
                 return [.. Get(b, o), .. Get(b, l).AsSpan(0, heads * length).ToArray()];
             });
         }
+        const int width = (heads + 2 * kvHeads) * d; // causal rows read from fused QKV rows, as prefill does
+        foreach ((int first, int rows) in new[] { (1, 32), (4080, 32), (8161, 32) })
+        {
+            float[] qRows = Floats(rows * width, 2f);
+            Compare($"causal attention 32/8/128, rows {first}..{first + rows - 1}", b =>
+            {
+                using var k = Put(b, keys, kvHeads, cap, d); using var v = Put(b, values, kvHeads, cap, d);
+                using var qt = Put(b, qRows, rows, width); using var o = b.Allocate(DType.F32, new Shape(rows, heads * d));
+                b.CausalAttention(qt, k, v, first, o);
+                return Get(b, o);
+            });
+        }
         foreach ((int rows, int kk) in new[] { (heads, 1024), (kvHeads, 2048), (1, 700) })
         {
             int[] idx = Enumerable.Range(0, rows).SelectMany(_ => Enumerable.Range(0, cap).OrderBy(_ => random.Next()).Take(kk).Order()).ToArray();

@@ -170,6 +170,63 @@ public sealed class GpuBackend : IBackend
         RunAttention(q, keys, values, DecodeAttentionKernel.Modes.Range, length, length, null, output, logits);
 
     /// <inheritdoc/>
+    public void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output)
+    {
+        (int rows, int heads, int d) = Geometry.Causal(q, keys, first, output);
+        (int kvHeads, int capacity, _) = CacheGeometry(keys);
+        if (keys.DType != DType.F16 || values.DType != DType.F16) throw new ArgumentException("the GPU backend keeps KV caches in F16.", nameof(keys));
+        int width = q.Shape[1];
+        // The grid's second dimension (at most 65535) holds rows × splits: long chunks of long rows go in parts.
+        int splitsPerRow = 1;
+        for (int r = 0; r < rows; r++) splitsPerRow = Math.Max(splitsPerRow, DecodeAttentionKernel.RowSplits(first + r));
+        int perLaunch = Math.Max(1, 65535 / splitsPerRow);
+        ArrayView<float> queries = F32(q, rows * width), outputs = F32(output, rows * heads * d);
+        for (int r0 = 0; r0 < rows; r0 += perLaunch)
+        {
+            int n = Math.Min(perLaunch, rows - r0);
+            var args = new DecodeAttentionKernel.Args
+            {
+                Q = queries.SubView((long)r0 * width, (long)n * width),
+                Keys = Gpu(keys).View,
+                Values = Gpu(values).View,
+                Output = outputs.SubView((long)r0 * heads * d, (long)n * heads * d),
+                Partials = Scratch("partials", DType.F32, (long)n * splitsPerRow * heads * d).Cast<float>(),
+                Lse = Scratch("lse", DType.F32, (long)n * splitsPerRow * heads).Cast<float>(),
+                Logits = Scratch("none", DType.F32, 1).Cast<float>(),
+                Indices = Scratch("none", DType.F32, 1).Cast<int>(),
+                Mode = DecodeAttentionKernel.Modes.Range,
+                Count = first + r0,
+                Rows = n,
+                QStride = width,
+                SplitsPerRow = splitsPerRow,
+                Start = 0,
+                Capacity = capacity,
+                HeadDim = d,
+                Group = heads / kvHeads,
+                Heads = heads,
+                HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(DecodeAttentionKernel.Modes.Range, heads / kvHeads),
+                SplitSize = Core.Reference.Attention.DecodeSplitSize(first + r0 + n - 1), // the largest: shared memory
+                WriteLogits = 0,
+                Scale = 1f / MathF.Sqrt(d),
+            };
+            _attention.Launch(args);
+            _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, (long)n * heads)), n);
+        }
+    }
+
+    private static MergeStatesKernel.Args Merge(in DecodeAttentionKernel.Args a, ArrayView<byte> mergedLse) => new()
+    {
+        Partials = a.Partials,
+        Lses = a.Lse,
+        Output = a.Output,
+        Lse = mergedLse.Cast<float>(),
+        Count = a.Count,
+        SplitsPerRow = a.SplitsPerRow,
+        Heads = a.Heads,
+        HeadDim = a.HeadDim,
+    };
+
+    /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
     {
         (int kvHeads, _, int d) = CacheGeometry(keys);
@@ -196,12 +253,16 @@ public sealed class GpuBackend : IBackend
             Q = F32(q, heads * d),
             Keys = Gpu(keys).View,
             Values = Gpu(values).View,
-            Output = splits == 1 ? F32(output, heads * d) : Scratch("partials", DType.F32, (long)splits * heads * d).Cast<float>(),
+            Output = F32(output, heads * d),
+            Partials = Scratch("partials", DType.F32, (long)splits * heads * d).Cast<float>(),
             Lse = Scratch("lse", DType.F32, (long)splits * heads).Cast<float>(),
             Logits = logits is null ? Scratch("none", DType.F32, 1).Cast<float>() : F32(logits, (int)logits.Shape.ElementCount),
             Indices = indices is null ? Scratch("none", DType.F32, 1).Cast<int>() : Gpu(indices).View.Cast<int>(),
             Mode = mode,
             Count = count,
+            Rows = 1,
+            QStride = heads * d,
+            SplitsPerRow = splits,
             Start = 0,
             Capacity = capacity,
             HeadDim = d,
@@ -214,8 +275,7 @@ public sealed class GpuBackend : IBackend
         };
         if (logits is not null && logits.Shape.ElementCount < (long)heads * count) throw new ArgumentException($"logits must hold [{heads}, {count}].", nameof(logits));
         _attention.Launch(args);
-        if (splits > 1)
-            _merge.Launch(args.Output, args.Lse, F32(output, heads * d), Scratch("mergedLse", DType.F32, heads).Cast<float>(), splits, heads, d);
+        if (splits > 1) _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, heads)), rows: 1);
     }
 
     /// <inheritdoc/>
@@ -338,9 +398,7 @@ public sealed class GpuBackend : IBackend
         if (DTypes.Of<T>() != t.DType) throw new ArgumentException($"tensor holds {t.DType}, not {typeof(T).Name}.", name);
     }
 
-    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) =>
-        cache.Shape.Rank == 3 ? (cache.Shape[0], cache.Shape[1], cache.Shape[2])
-            : throw new ArgumentException($"a KV cache is [kvHeads, capacity, headDim], got {cache.Shape}.", nameof(cache));
+    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) => Geometry.Cache(cache);
 
     private sealed class GpuTensor(MemoryBuffer1D<byte, Stride1D.Dense>? owner, ArrayView<byte> view, DType type, Shape shape) : ITensor
     {

@@ -84,6 +84,26 @@ public abstract class BackendConformanceTests
             Assert.Equal(Elementwise.Argmax(y), backend.Argmax(ty));
         });
 
+    /// <summary>A chunk's causal attention, rows read from fused QKV rows, equals each row's decode attention.</summary>
+    [Property(MaxTest = 8)]
+    public Property CausalAttention_EqualsEachRowsDecodeAttention_Bitwise() =>
+        Prop.ForAll(SmallProblems.ToArbitrary(), Gen.Choose(1, 12).ToArbitrary(), (p, rows) =>
+        {
+            using IBackend backend = CreateBackend();
+            int d = p.HeadDim, cap = p.Length + rows, width = (p.Heads + 2 * p.KvHeads) * d, first = p.Length;
+            var random = new Random(p.Seed);
+            Half[] k = TestData.Halves(random, p.KvHeads * cap * d, 2f), v = TestData.Halves(random, k.Length);
+            float[] q = TestData.Floats(random, rows * width, 2f);
+            using ITensor keys = Put(backend, k, p.KvHeads, cap, d), values = Put(backend, v, p.KvHeads, cap, d), tq = Put(backend, q, rows, width);
+            using ITensor output = backend.Allocate(DType.F32, new Shape(rows, p.Heads * d));
+            backend.CausalAttention(tq, keys, values, first, output);
+            var expected = new float[rows * p.Heads * d];
+            for (int r = 0; r < rows; r++)
+                Attention.DecodeDense(q.AsSpan(r * width, p.Heads * d), new KvView<Half>(k, v, p.KvHeads, cap, d, first + r), expected.AsSpan(r * p.Heads * d, p.Heads * d));
+            TestData.AssertBitwiseEqual(expected, Get(backend, output), "causal attention");
+            Assert.Throws<ArgumentException>(() => backend.CausalAttention(tq, keys, values, first + 2, output)); // the last row would pass the cache
+        });
+
     [Property(MaxTest = 15)]
     public Property AttentionSelectionAndQuest_MatchTheReference_Bitwise() =>
         Prop.ForAll(SmallProblems.ToArbitrary(), p =>

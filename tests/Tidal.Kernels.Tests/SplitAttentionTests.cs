@@ -51,5 +51,29 @@ public sealed class SplitAttentionTests : IDisposable
         Assert.True(length > split && k > split, "both paths must span several splits");
     }
 
+    /// <summary>Rows across the first change of split size (64 → 128 tokens at 4096 positions), so rows of one chunk
+    /// differ in split size and split count, and the launch's grid holds rows that leave early.</summary>
+    [Fact]
+    public void Causal_AcrossSplitSizes_EqualsEachRowsDecodeAttention()
+    {
+        const int d = 8, kvHeads = 1, heads = 2, rows = 8, first = 4092, capacity = first + rows;
+        Assert.True(Attention.DecodeSplitSize(first) < Attention.DecodeSplitSize(first + rows - 1));
+        var random = new Random(5);
+        Half[] keys = TestData.Halves(random, kvHeads * capacity * d, 2f), values = TestData.Halves(random, kvHeads * capacity * d);
+        float[] q = TestData.Floats(random, rows * heads * d, 2f);
+        using ITensor tk = _backend.Allocate(DType.F16, new Shape(kvHeads, capacity, d)), tv = _backend.Allocate(DType.F16, new Shape(kvHeads, capacity, d));
+        using ITensor tq = _backend.Allocate(DType.F32, new Shape(rows, heads * d)), output = _backend.Allocate(DType.F32, new Shape(rows, heads * d));
+        _backend.Upload<Half>(keys, tk);
+        _backend.Upload<Half>(values, tv);
+        _backend.Upload<float>(q, tq);
+        _backend.CausalAttention(tq, tk, tv, first, output);
+        var expected = new float[rows * heads * d];
+        for (int r = 0; r < rows; r++)
+            Attention.DecodeDense(q.AsSpan(r * heads * d, heads * d), new KvView<Half>(keys, values, kvHeads, capacity, d, first + r), expected.AsSpan(r * heads * d, heads * d));
+        var got = new float[expected.Length];
+        _backend.Download<float>(output, got);
+        TestData.AssertBitwiseEqual(expected, got, "causal split-K");
+    }
+
     public void Dispose() => _backend.Dispose();
 }

@@ -143,6 +143,18 @@ public sealed class CpuBackend : IBackend
     }
 
     /// <inheritdoc/>
+    public void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output)
+    {
+        (int rows, int heads, int d) = Geometry.Causal(q, keys, first, output);
+        for (int r = 0; r < rows; r++)
+            Attention(Query(q, r, heads, d), keys, values, first + r, output.Slice(r, 1).Reshape(new Shape(heads, d)));
+    }
+
+    /// <summary>Row r's query, [heads, d]: the first heads · d values of a row (rows may be fused QKV).</summary>
+    private static ITensor Query(ITensor q, int r, int heads, int d) =>
+        q.Slice(r, 1).Reshape(new Shape(q.Shape[1] / d, d)).Slice(0, heads);
+
+    /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
     {
         int rows = indices.Shape[0];
@@ -198,9 +210,7 @@ public sealed class CpuBackend : IBackend
 
     private static Span<float> F32(ITensor tensor) => Host(tensor).AsSpan<float>();
 
-    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) =>
-        cache.Shape.Rank == 3 ? (cache.Shape[0], cache.Shape[1], cache.Shape[2])
-            : throw new ArgumentException($"a KV cache is [kvHeads, capacity, headDim], got {cache.Shape}.", nameof(cache));
+    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) => Geometry.Cache(cache);
 
     private static KvView<T> Kv<T>(ITensor keys, ITensor values, int length) where T : unmanaged
     {

@@ -51,6 +51,14 @@ public interface IBackend : IDisposable
     void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null);
 
     /// <summary>
+    /// Causal attention of a chunk of consecutive tokens (prefill, cache correction): row r of q attends to positions
+    /// [0, <paramref name="first"/> + r) exactly as <see cref="Attention"/> with that length would, bit for bit.
+    /// q is [rows, width] with the query in the first nHeads · d values of each row (width may be larger: fused QKV
+    /// rows); output is [rows, nHeads · d].
+    /// </summary>
+    void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output);
+
+    /// <summary>
     /// <see cref="Reference.Attention.DecodeSparse{T}"/>: gathered attention over indices [nHeads, k] (per query head),
     /// [kvHeads, k] (per KV head) or [1, k] (shared), told apart by their first dimension.
     /// </summary>

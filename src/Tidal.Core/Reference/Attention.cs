@@ -25,8 +25,13 @@ public static class Attention
     /// within [64, 512], so a GPU gets enough independent splits to fill its SMs even for short lists, while each split
     /// stays long enough to amortise its merge. The CPU splits identically so both backends produce the same bits.
     /// </summary>
-    public static int DecodeSplitSize(int count) =>
-        Math.Clamp((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(count / 32, 1) + 1) / 2, 64, 512);
+    /// <remarks>Written with plain integer steps so that GPU kernels call this very method.</remarks>
+    public static int DecodeSplitSize(int count)
+    {
+        int target = Math.Max(count / 32, 1) + 1, power = 1;
+        while (power < target) power *= 2;
+        return Math.Min(Math.Max(power / 2, 64), MaxDecodeSplitSize);
+    }
 
     /// <summary>The largest split <see cref="DecodeSplitSize"/> returns.</summary>
     public const int MaxDecodeSplitSize = 512;

@@ -5,7 +5,9 @@ namespace Tidal.Kernels.Kernels;
 
 /// <summary>
 /// Decode attention of one query token over an F16 KV cache, dense (a position range) or gathered (an index set per
-/// query head, per KV head, or shared), in splits of positions (split-K) that <see cref="MergeStatesKernel"/> merges.
+/// query head, per KV head, or shared), in splits of positions (split-K) that <see cref="MergeStatesKernel"/> merges;
+/// or of a chunk of consecutive tokens (causal: row r over Count + r positions, each row split as its own decode step
+/// would be), so that prefill and cache correction take one launch per layer instead of one per token.
 /// One group of 32 threads per 8-channel chunk (one warp per chunk) per (block of up to 4 query heads that share a KV
 /// head and a token list, split), so each K and V row is read once for the whole GQA block:
 /// <list type="number">
@@ -40,15 +42,17 @@ public sealed class DecodeAttentionKernel
     /// <summary>Arguments of one launch.</summary>
     public struct Args
     {
-        /// <summary>Queries after RoPE, [heads, d].</summary>
+        /// <summary>Queries after RoPE, [Rows, QStride]: each row's first heads · d values.</summary>
         public ArrayView<float> Q;
         /// <summary>F16 key cache as bytes, [kvHeads, capacity, d].</summary>
         public ArrayView<byte> Keys;
         /// <summary>F16 value cache as bytes, [kvHeads, capacity, d].</summary>
         public ArrayView<byte> Values;
-        /// <summary>[heads, d] with one split; else partial outputs [splits, heads, d].</summary>
+        /// <summary>[Rows, heads, d]: written directly by rows of one split.</summary>
         public ArrayView<float> Output;
-        /// <summary>[heads] with one split; else [splits, heads].</summary>
+        /// <summary>Partial outputs [Rows, SplitsPerRow, heads, d] of rows with several splits.</summary>
+        public ArrayView<float> Partials;
+        /// <summary>Partial log-sum-exps [Rows, SplitsPerRow, heads] of rows with several splits.</summary>
         public ArrayView<float> Lse;
         /// <summary>Scaled logits [heads, Count] when WriteLogits is 1.</summary>
         public ArrayView<float> Logits;
@@ -56,8 +60,14 @@ public sealed class DecodeAttentionKernel
         public ArrayView<int> Indices;
         /// <summary>One of <see cref="Modes"/>.</summary>
         public int Mode;
-        /// <summary>Tokens per head.</summary>
+        /// <summary>Tokens per head (of row 0; row r has Count + r).</summary>
         public int Count;
+        /// <summary>Query rows: 1 for a decode step; more for a causal chunk (Range mode, no logits).</summary>
+        public int Rows;
+        /// <summary>Floats from one query row to the next (a multiple of 4).</summary>
+        public int QStride;
+        /// <summary>Grid rows per query row: the most splits any row needs.</summary>
+        public int SplitsPerRow;
         /// <summary>First position (Range mode).</summary>
         public int Start;
         /// <summary>Cache positions per KV head.</summary>
@@ -70,7 +80,7 @@ public sealed class DecodeAttentionKernel
         public int Heads;
         /// <summary>Query heads per thread group (1 to 4; divides Group).</summary>
         public int HeadsPerBlock;
-        /// <summary>Tokens per split.</summary>
+        /// <summary>Tokens per split (with several rows: the largest, the last row's; each row uses its own).</summary>
         public int SplitSize;
         /// <summary>1 to write the logits.</summary>
         public int WriteLogits;
@@ -102,27 +112,31 @@ public sealed class DecodeAttentionKernel
         return 1;
     }
 
-    /// <summary>Launches (heads / HeadsPerBlock) × splits groups of 32 · d/8 threads.</summary>
+    /// <summary>Splits of a row attending to <paramref name="count"/> tokens, each split as long as a decode step's.</summary>
+    public static int RowSplits(int count) => SplitCount(count, Tidal.Core.Reference.Attention.DecodeSplitSize(count));
+
+    /// <summary>Launches (heads / HeadsPerBlock) × (Rows · SplitsPerRow) groups of 32 · d/8 threads.</summary>
     public void Launch(Args args)
     {
         if (args.HeadDim % 8 != 0 || args.HeadDim > 256) throw new ArgumentException($"GPU attention needs headDim a multiple of 8 and at most 256, got {args.HeadDim}.", nameof(args));
         if (args.HeadsPerBlock is not (1 or 2 or 4)) throw new ArgumentException($"HeadsPerBlock must be 1, 2 or 4, got {args.HeadsPerBlock}.", nameof(args));
-        int warps = args.HeadDim / 8, splits = SplitCount(args.Count, args.SplitSize);
+        if (args.QStride % 4 != 0) throw new ArgumentException($"query rows must start 16-byte aligned, got a stride of {args.QStride}.", nameof(args));
+        int warps = args.HeadDim / 8;
         int shared = args.HeadsPerBlock * (args.SplitSize + warps);
         (32 * warps <= TwoPerSmThreads ? _twoPerSm : _kernel)(
-            new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, splits), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
+            new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
     }
 
     /// <summary>Where entry j of the block's token list starts in the cache, in 8-element chunks.</summary>
     private static long Row(in Args a, long kvBase, long listBase, int chunks, int j) =>
         kvBase + (long)(a.Mode == Modes.Range ? a.Start + j : a.Indices[listBase + j]) * chunks;
 
-    private static Vec8 QueryChunk(in Args a, int head, int part, int chunks)
+    private static Vec8 QueryChunk(in Args a, int row, int head, int part, int chunks)
     {
         var v = new Vec8();
         if (part >= chunks) return v;
         ArrayView<F4> q = a.Q.Cast<F4>();
-        long at = ((long)head * a.HeadDim + part * 8) / 4;
+        long at = ((long)row * a.QStride + (long)head * a.HeadDim + part * 8) / 4;
         F4 x = q[at], y = q[at + 1];
         v.F0 = x.X; v.F1 = x.Y; v.F2 = x.Z; v.F3 = x.W; v.F4 = y.X; v.F5 = y.Y; v.F6 = y.Z; v.F7 = y.W;
         return v;
@@ -213,10 +227,14 @@ public sealed class DecodeAttentionKernel
     private static void Run(Args a)
     {
         ArrayView<float> shared = SharedMemory.GetDynamic<float>();
-        int hb = a.HeadsPerBlock, firstHead = Grid.IdxX * hb, split = Grid.IdxY, tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
-        int d = a.HeadDim, chunks = d / 8, threads = Group.DimX, S = a.SplitSize;
+        int hb = a.HeadsPerBlock, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
+        int tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
+        int count = a.Count + row; // a causal row sees one more position than the row before
+        int d = a.HeadDim, chunks = d / 8, threads = Group.DimX, S = a.Rows > 1 ? Tidal.Core.Reference.Attention.DecodeSplitSize(count) : a.SplitSize;
+        int splits = (count + S - 1) / S;
+        if (split >= Math.Max(splits, 1)) return; // this row needs fewer splits than the longest: the whole group leaves
         int splitStart = split * S;
-        int n = Math.Min(S, a.Count - splitStart);
+        int n = Math.Min(S, count - splitStart);
         ArrayView<float> probs = shared.SubView(0, hb * S);
         ArrayView<float> warpMax = shared.SubView(hb * S, hb * chunks);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
@@ -229,10 +247,10 @@ public sealed class DecodeAttentionKernel
         while (P < chunks) P *= 2;
         int perPass = threads / P, sub = tid / P, part = tid % P;
         bool active = part < chunks;
-        Vec8 q0 = QueryChunk(a, firstHead, part, chunks);
-        Vec8 q1 = hb > 1 ? QueryChunk(a, firstHead + 1, part, chunks) : new Vec8();
-        Vec8 q2 = hb > 2 ? QueryChunk(a, firstHead + 2, part, chunks) : new Vec8();
-        Vec8 q3 = hb > 2 ? QueryChunk(a, firstHead + 3, part, chunks) : new Vec8();
+        Vec8 q0 = QueryChunk(a, row, firstHead, part, chunks);
+        Vec8 q1 = hb > 1 ? QueryChunk(a, row, firstHead + 1, part, chunks) : new Vec8();
+        Vec8 q2 = hb > 2 ? QueryChunk(a, row, firstHead + 2, part, chunks) : new Vec8();
+        Vec8 q3 = hb > 2 ? QueryChunk(a, row, firstHead + 3, part, chunks) : new Vec8();
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
         for (int first = 0; first < n; first += 4 * perPass) // a group-uniform bound: the folds shuffle whole warps
         {
@@ -291,21 +309,22 @@ public sealed class DecodeAttentionKernel
         }
 
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
-        int splits = (a.Count + S - 1) / S;
         int valid = n > 0 ? 1 : 0;
+        ArrayView<float> target = splits <= 1 ? a.Output : a.Partials;
         for (int h = 0; h < hb; h++)
         {
             Vec8 o = FoldSlots32(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3);
             float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3, 32);
             int head = firstHead + h;
-            long outBase = splits <= 1 ? (long)head * d : ((long)split * a.Heads + head) * d;
+            long state = ((long)row * a.SplitsPerRow + split) * a.Heads + head;
+            long outBase = splits <= 1 ? ((long)row * a.Heads + head) * d : state * d;
             if (lane == 0)
             {
-                Store(a.Output, outBase + warp * 8, o, total, valid);
-                if (warp == 0)
+                Store(target, outBase + warp * 8, o, total, valid);
+                if (warp == 0 && splits > 1)
                 {
                     float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
-                    a.Lse[splits <= 1 ? head : (long)split * a.Heads + head] = valid != 0 ? KernelMath.Add(m, KernelMath.Log(total)) : float.NegativeInfinity;
+                    a.Lse[state] = valid != 0 ? KernelMath.Add(m, KernelMath.Log(total)) : float.NegativeInfinity;
                 }
             }
         }

@@ -57,8 +57,8 @@ public static class Decoder
                 b.AppendKv(s.Keys[l], s.Values[l], k, v, pos + r);
                 b.UpdatePageBounds(k, pos + r, s.PageMin[l], s.PageMax[l]);
             }
-            for (int r = 0; r < n; r++) // causal: the token at pos + r sees positions [0, pos + r]
-                Attend(b, s, policy, l, Row(qkv, r).Reshape(headRows).Slice(0, c.Heads), pos + r + 1, Row(attended, r).Reshape(new Shape(c.Heads, d)), c);
+            if (n == 1) Attend(b, s, policy, l, Row(qkv, 0).Reshape(headRows).Slice(0, c.Heads), pos + 1, Row(attended, 0).Reshape(new Shape(c.Heads, d)), c);
+            else b.CausalAttention(qkv, s.Keys[l], s.Values[l], pos + 1, attended); // the token at pos + r sees [0, pos + r]
             b.MatMul(lw.Output, attended, projected);
             b.AddInPlace(x, projected);
             for (int r = 0; r < n; r++) b.RmsNorm(Row(x, r), lw.MlpNorm, c.RmsNormEps, Row(normed, r));
