@@ -84,6 +84,30 @@ public abstract class BackendConformanceTests
             Assert.Equal(Elementwise.Argmax(y), backend.Argmax(ty));
         });
 
+    /// <summary>Batched matmul over every weight dtype, widths with several chunks per lane (cols &gt; 256), widths that
+    /// are not multiples of 8 (element-wise loads), row counts that leave a partial block, batches of several items.</summary>
+    [Property(MaxTest = 10)]
+    public Property MatMul_MatchesTheReference_Bitwise() =>
+        Prop.ForAll((from rows in Gen.Choose(1, 37) from cols in Gen.Choose(1, 700) from batch in Gen.Choose(1, 3)
+                     from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols, batch, type)).ToArbitrary(),
+            TestData.Seed.ToArbitrary(), (shape, seed) =>
+        {
+            var (rows, cols, batch, type) = shape;
+            using IBackend backend = CreateBackend();
+            var random = new Random(seed);
+            float[] x = TestData.Floats(random, batch * cols), w = TestData.Floats(random, rows * cols), expected = new float[batch * rows];
+            using ITensor tx = Put(backend, x, batch, cols), ty = backend.Allocate(DType.F32, new Shape(batch, rows));
+            ITensor tw;
+            switch (type)
+            {
+                case DType.F16: tw = Put(backend, w.Select(f => (Half)f).ToArray(), rows, cols); Linear.MatMul<Half>(w.Select(f => (Half)f).ToArray(), x, expected, batch); break;
+                case DType.BF16: tw = Put(backend, w.Select(f => (BFloat16)f).ToArray(), rows, cols); Linear.MatMul<BFloat16>(w.Select(f => (BFloat16)f).ToArray(), x, expected, batch); break;
+                default: tw = Put(backend, w, rows, cols); Linear.MatMul<float>(w, x, expected, batch); break;
+            }
+            using (tw) backend.MatMul(tw, tx, ty);
+            TestData.AssertBitwiseEqual(expected, Get(backend, ty), $"matmul {type} {rows}x{cols}, batch {batch}");
+        });
+
     /// <summary>A chunk's causal attention, rows read from fused QKV rows, equals each row's decode attention.</summary>
     [Property(MaxTest = 8)]
     public Property CausalAttention_EqualsEachRowsDecodeAttention_Bitwise() =>

@@ -121,6 +121,7 @@ public sealed class DecodeAttentionKernel
         if (args.HeadDim % 8 != 0 || args.HeadDim > 256) throw new ArgumentException($"GPU attention needs headDim a multiple of 8 and at most 256, got {args.HeadDim}.", nameof(args));
         if (args.HeadsPerBlock is not (1 or 2 or 4)) throw new ArgumentException($"HeadsPerBlock must be 1, 2 or 4, got {args.HeadsPerBlock}.", nameof(args));
         if (args.QStride % 4 != 0) throw new ArgumentException($"query rows must start 16-byte aligned, got a stride of {args.QStride}.", nameof(args));
+        if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
         int shared = args.HeadsPerBlock * (args.SplitSize + warps);
         (32 * warps <= TwoPerSmThreads ? _twoPerSm : _kernel)(
@@ -128,8 +129,9 @@ public sealed class DecodeAttentionKernel
     }
 
     /// <summary>Where entry j of the block's token list starts in the cache, in 8-element chunks.</summary>
+    /// <remarks>The position's offset is an int product (checked on launch): a 64-bit multiply costs several instructions per load.</remarks>
     private static long Row(in Args a, long kvBase, long listBase, int chunks, int j) =>
-        kvBase + (long)(a.Mode == Modes.Range ? a.Start + j : a.Indices[listBase + j]) * chunks;
+        kvBase + (a.Mode == Modes.Range ? a.Start + j : a.Indices[listBase + j]) * chunks;
 
     private static Vec8 QueryChunk(in Args a, int row, int head, int part, int chunks)
     {
@@ -165,7 +167,9 @@ public sealed class DecodeAttentionKernel
     /// bit h of the lane) and adds the partner's copy of those, so lane part ends with head part / (P / hb). Each
     /// step's sum is L[i] + L[i + h] of the canonical halving (addition commutes), so the bits are the reference's.
     /// </summary>
-    private static void ScoreToken(in Args a, ArrayView<float> probs, int S, int hb, int P, int part, int n, int j, U4 raw,
+    /// <param name="writer">Whether this lane writes its head's score (the first of the P / hb lanes that end with it).</param>
+    /// <param name="slot">The head (within the block) whose score this lane ends with.</param>
+    private static void ScoreToken(in Args a, ArrayView<float> probs, int S, int hb, int P, bool writer, int slot, int part, int n, int j, U4 raw,
         in Vec8 q0, in Vec8 q1, in Vec8 q2, in Vec8 q3)
     {
         Vec8 k = Widen(raw);
@@ -187,8 +191,7 @@ public sealed class DecodeAttentionKernel
             h /= 2;
         }
         for (; h >= 1; h /= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, h));
-        int lanesPerHead = P / hb;
-        if (j < n && part % lanesPerHead == 0) probs[part / lanesPerHead * S + j] = KernelMath.Mul(r0, a.Scale);
+        if (j < n && writer) probs[slot * S + j] = KernelMath.Mul(r0, a.Scale);
     }
 
     private static void Accumulate(ArrayView<float> probs, int S, int hb, int j, U4 raw, ref float d0, ref float d1, ref float d2, ref float d3,
@@ -206,23 +209,32 @@ public sealed class DecodeAttentionKernel
         }
     }
 
-    /// <summary>Folds a slot accumulator over the 32 lanes (token slots) by shuffle-xor halving.</summary>
-    private static Vec8 FoldSlots32(Vec8 v)
+    /// <summary>
+    /// Folds the 8 channels of a slot accumulator over the 32 lanes (token slots) by a transposed butterfly: at the xor-16,
+    /// 8 and 4 steps a lane keeps half of its channels (by lane bits 4, 3, 2) and adds the partner's copy of those; the
+    /// xor-2 and 1 steps fold the one channel left. Each sum is L[i] + L[i + h] of the canonical halving (addition
+    /// commutes), so the bits equal eight separate folds, in 9 shuffles instead of 40. Returns channel
+    /// <see cref="FoldedChannel"/>(lane)'s total.
+    /// </summary>
+    private static float FoldChannels(in Vec8 v, int lane)
     {
-        v.F0 = KernelMath.FoldLanes(v.F0, 32); v.F1 = KernelMath.FoldLanes(v.F1, 32);
-        v.F2 = KernelMath.FoldLanes(v.F2, 32); v.F3 = KernelMath.FoldLanes(v.F3, 32);
-        v.F4 = KernelMath.FoldLanes(v.F4, 32); v.F5 = KernelMath.FoldLanes(v.F5, 32);
-        v.F6 = KernelMath.FoldLanes(v.F6, 32); v.F7 = KernelMath.FoldLanes(v.F7, 32);
-        return v;
+        bool b4 = (lane & 16) != 0, b3 = (lane & 8) != 0, b2 = (lane & 4) != 0;
+        // xor 16: keep channels 4..7 on high lanes, 0..3 on low ones.
+        float a0 = KernelMath.Add(b4 ? v.F4 : v.F0, Warp.ShuffleXor(b4 ? v.F0 : v.F4, 16));
+        float a1 = KernelMath.Add(b4 ? v.F5 : v.F1, Warp.ShuffleXor(b4 ? v.F1 : v.F5, 16));
+        float a2 = KernelMath.Add(b4 ? v.F6 : v.F2, Warp.ShuffleXor(b4 ? v.F2 : v.F6, 16));
+        float a3 = KernelMath.Add(b4 ? v.F7 : v.F3, Warp.ShuffleXor(b4 ? v.F3 : v.F7, 16));
+        // xor 8: keep the upper two of those on lanes with bit 3.
+        float c0 = KernelMath.Add(b3 ? a2 : a0, Warp.ShuffleXor(b3 ? a0 : a2, 8));
+        float c1 = KernelMath.Add(b3 ? a3 : a1, Warp.ShuffleXor(b3 ? a1 : a3, 8));
+        // xor 4: keep the upper one on lanes with bit 2; then fold it over the last 4 lanes.
+        float e = KernelMath.Add(b2 ? c1 : c0, Warp.ShuffleXor(b2 ? c0 : c1, 4));
+        e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
+        return KernelMath.Add(e, Warp.ShuffleXor(e, 1));
     }
 
-    private static void Store(ArrayView<float> output, long at, in Vec8 o, float total, int valid)
-    {
-        output[at] = valid != 0 ? o.F0 / total : 0f; output[at + 1] = valid != 0 ? o.F1 / total : 0f;
-        output[at + 2] = valid != 0 ? o.F2 / total : 0f; output[at + 3] = valid != 0 ? o.F3 / total : 0f;
-        output[at + 4] = valid != 0 ? o.F4 / total : 0f; output[at + 5] = valid != 0 ? o.F5 / total : 0f;
-        output[at + 6] = valid != 0 ? o.F6 / total : 0f; output[at + 7] = valid != 0 ? o.F7 / total : 0f;
-    }
+    /// <summary>The channel whose total <see cref="FoldChannels"/> leaves on <paramref name="lane"/>.</summary>
+    private static int FoldedChannel(int lane) => ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
 
     private static void Run(Args a)
     {
@@ -245,13 +257,17 @@ public sealed class DecodeAttentionKernel
         // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block; P lanes per token, 4 tokens in flight.
         int P = hb;
         while (P < chunks) P *= 2;
-        int perPass = threads / P, sub = tid / P, part = tid % P;
-        bool active = part < chunks;
+        int perPass = threads / P, sub = tid / P, part = tid % P, lanesPerHead = P / hb;
+        bool active = part < chunks, writer = part % lanesPerHead == 0;
+        int slot = part / lanesPerHead;
         Vec8 q0 = QueryChunk(a, row, firstHead, part, chunks);
         Vec8 q1 = hb > 1 ? QueryChunk(a, row, firstHead + 1, part, chunks) : new Vec8();
         Vec8 q2 = hb > 2 ? QueryChunk(a, row, firstHead + 2, part, chunks) : new Vec8();
         Vec8 q3 = hb > 2 ? QueryChunk(a, row, firstHead + 3, part, chunks) : new Vec8();
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
+        // ILGPU places each value next to its first use, so values first used inside a loop are recomputed on every
+        // iteration (these include three divisions). This never-true check uses them here, which keeps them here.
+        if (kvBase < 0 || listBase < 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
         for (int first = 0; first < n; first += 4 * perPass) // a group-uniform bound: the folds shuffle whole warps
         {
             int j0 = first + sub, j1 = j0 + perPass, j2 = j1 + perPass, j3 = j2 + perPass;
@@ -259,10 +275,10 @@ public sealed class DecodeAttentionKernel
             U4 k1 = active && j1 < n ? keys[Row(a, kvBase, listBase, chunks, j1) + part] : default;
             U4 k2 = active && j2 < n ? keys[Row(a, kvBase, listBase, chunks, j2) + part] : default;
             U4 k3 = active && j3 < n ? keys[Row(a, kvBase, listBase, chunks, j3) + part] : default;
-            ScoreToken(a, probs, S, hb, P, part, n, j0, k0, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, part, n, j1, k1, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, part, n, j2, k2, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, part, n, j3, k3, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j0, k0, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j1, k1, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
+            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j3, k3, q0, q1, q2, q3);
         }
         Group.Barrier();
 
@@ -282,13 +298,15 @@ public sealed class DecodeAttentionKernel
             if (hb > 1) m1 = MathF.Max(m1, warpMax[chunks + w]);
             if (hb > 2) { m2 = MathF.Max(m2, warpMax[2 * chunks + w]); m3 = MathF.Max(m3, warpMax[3 * chunks + w]); }
         }
-        for (int i = tid; i < hb * n; i += threads)
+        for (int h = 0; h < hb; h++)
         {
-            int h = i / n, j = i % n;
-            float s = probs[h * S + j];
-            if (a.WriteLogits != 0) a.Logits[(long)(firstHead + h) * a.Count + splitStart + j] = s;
             float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
-            probs[h * S + j] = KernelMath.Exp(KernelMath.Sub(s, m));
+            for (int j = tid; j < n; j += threads)
+            {
+                float s = probs[h * S + j];
+                if (a.WriteLogits != 0) a.Logits[(long)(firstHead + h) * a.Count + splitStart + j] = s;
+                probs[h * S + j] = KernelMath.Exp(KernelMath.Sub(s, m));
+            }
         }
         Group.Barrier();
 
@@ -311,21 +329,19 @@ public sealed class DecodeAttentionKernel
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
         int valid = n > 0 ? 1 : 0;
         ArrayView<float> target = splits <= 1 ? a.Output : a.Partials;
+        int channel = warp * 8 + FoldedChannel(lane);
         for (int h = 0; h < hb; h++)
         {
-            Vec8 o = FoldSlots32(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3);
-            float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3, 32);
+            float o = FoldChannels(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3, lane);
+            float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3);
             int head = firstHead + h;
             long state = ((long)row * a.SplitsPerRow + split) * a.Heads + head;
             long outBase = splits <= 1 ? ((long)row * a.Heads + head) * d : state * d;
-            if (lane == 0)
+            if ((lane & 3) == 0) target[outBase + channel] = valid != 0 ? o / total : 0f;
+            if (tid == 0 && splits > 1)
             {
-                Store(target, outBase + warp * 8, o, total, valid);
-                if (warp == 0 && splits > 1)
-                {
-                    float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
-                    a.Lse[state] = valid != 0 ? KernelMath.Add(m, KernelMath.Log(total)) : float.NegativeInfinity;
-                }
+                float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
+                a.Lse[state] = valid != 0 ? KernelMath.Add(m, KernelMath.Log(total)) : float.NegativeInfinity;
             }
         }
     }

@@ -40,7 +40,7 @@ public sealed class GroupScoreKernel
 
     /// <summary>m + log of the sum of the 32 lanes' slot values (folded by halving); −∞ when m is.</summary>
     private static float Finish(float m, float slot) =>
-        m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot, 32)));
+        m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot)));
 
     private static void BlockLogSumExp(ArrayView<float> logits, ArrayView<float> blockLse, int n)
     {

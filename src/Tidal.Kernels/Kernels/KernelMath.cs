@@ -169,11 +169,15 @@ public static class KernelMath
     /// <summary>Folds a lane's 8 slots in the feature-axis order: ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).</summary>
     public static float FoldSlots(in Vec8 s) => Add(Add(Add(s.F0, s.F4), Add(s.F2, s.F6)), Add(Add(s.F1, s.F5), Add(s.F3, s.F7)));
 
-    /// <summary>Folds lane values by halving over groups of <paramref name="width"/> lanes (a power of two ≤ 32); every lane of a group ends with the group's sum.</summary>
-    public static float FoldLanes(float v, int width)
+    /// <summary>Folds the 32 lanes' values by halving (xor 16, 8, 4, 2, 1); every lane ends with the sum. Written out
+    /// step by step: ILGPU does not unroll loops, and a loop would cost a compare, a shift and a branch per step.</summary>
+    public static float FoldLanes(float v)
     {
-        for (int h = width / 2; h >= 1; h /= 2) v = Add(v, Warp.ShuffleXor(v, h));
-        return v;
+        v = Add(v, Warp.ShuffleXor(v, 16));
+        v = Add(v, Warp.ShuffleXor(v, 8));
+        v = Add(v, Warp.ShuffleXor(v, 4));
+        v = Add(v, Warp.ShuffleXor(v, 2));
+        return Add(v, Warp.ShuffleXor(v, 1));
     }
 
     /// <summary>The order-preserving key of Tidal.Core.Reference.TopK.OrderedKey.</summary>

@@ -75,9 +75,9 @@ public sealed class MergeStatesKernel
             o.F4 = KernelMath.Fma(w, y.X, o.F4); o.F5 = KernelMath.Fma(w, y.Y, o.F5);
             o.F6 = KernelMath.Fma(w, y.Z, o.F6); o.F7 = KernelMath.Fma(w, y.W, o.F7);
         }
-        total = KernelMath.FoldLanes(total, 32);
-        float r0 = KernelMath.FoldLanes(o.F0, 32), r1 = KernelMath.FoldLanes(o.F1, 32), r2 = KernelMath.FoldLanes(o.F2, 32), r3 = KernelMath.FoldLanes(o.F3, 32);
-        float r4 = KernelMath.FoldLanes(o.F4, 32), r5 = KernelMath.FoldLanes(o.F5, 32), r6 = KernelMath.FoldLanes(o.F6, 32), r7 = KernelMath.FoldLanes(o.F7, 32);
+        total = KernelMath.FoldLanes(total);
+        float r0 = KernelMath.FoldLanes(o.F0), r1 = KernelMath.FoldLanes(o.F1), r2 = KernelMath.FoldLanes(o.F2), r3 = KernelMath.FoldLanes(o.F3);
+        float r4 = KernelMath.FoldLanes(o.F4), r5 = KernelMath.FoldLanes(o.F5), r6 = KernelMath.FoldLanes(o.F6), r7 = KernelMath.FoldLanes(o.F7);
         if (lane == 0)
         {
             a.Output[at] = r0 / total; a.Output[at + 1] = r1 / total; a.Output[at + 2] = r2 / total; a.Output[at + 3] = r3 / total;

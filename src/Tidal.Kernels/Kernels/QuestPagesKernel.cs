@@ -66,7 +66,7 @@ public sealed class QuestPagesKernel
             acc.F6 = KernelMath.Add(acc.F6, MathF.Max(KernelMath.Mul(qv.F6, hi.F6), KernelMath.Mul(qv.F6, lo.F6)));
             acc.F7 = KernelMath.Add(acc.F7, MathF.Max(KernelMath.Mul(qv.F7, hi.F7), KernelMath.Mul(qv.F7, lo.F7)));
         }
-        float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc), 32);
+        float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc));
         if (lane == 0 && page < s.Pages) scores[(long)head * s.Pages + page] = KernelMath.Mul(sum, s.Scale);
     }
 

@@ -30,7 +30,7 @@ public sealed class RmsNormKernel
             Vec8 v = Loads.Activations(x, offset, c, n);
             acc.Fma(v, v);
         }
-        float ss = KernelMath.FoldLanes(KernelMath.FoldSlots(acc), 32);
+        float ss = KernelMath.FoldLanes(KernelMath.FoldSlots(acc));
         float r = 1f / MathF.Sqrt(KernelMath.Add(ss / n, eps));
         for (int i = lane; i < n; i += 32)
             y[offset + i] = KernelMath.Mul(KernelMath.Mul(x[offset + i], r), Loads.Element(weight, i, format));
