@@ -184,35 +184,39 @@ public sealed class GpuBackend : IBackend
         for (int r0 = 0; r0 < rows; r0 += perLaunch)
         {
             int n = Math.Min(perLaunch, rows - r0);
-            var args = new DecodeAttentionKernel.Args
+            var args = AttentionArgs(keys, values, DecodeAttentionKernel.Modes.Range, heads, kvHeads, capacity, d, rows: n, splitsPerRow) with
             {
                 Q = queries.SubView((long)r0 * width, (long)n * width),
-                Keys = Gpu(keys).View,
-                Values = Gpu(values).View,
                 Output = outputs.SubView((long)r0 * heads * d, (long)n * heads * d),
-                Partials = Scratch("partials", DType.F32, (long)n * splitsPerRow * heads * d).Cast<float>(),
-                Lse = Scratch("lse", DType.F32, (long)n * splitsPerRow * heads).Cast<float>(),
-                Logits = Scratch("none", DType.F32, 1).Cast<float>(),
-                Indices = Scratch("none", DType.F32, 1).Cast<int>(),
-                Mode = DecodeAttentionKernel.Modes.Range,
                 Count = first + r0,
-                Rows = n,
                 QStride = width,
-                SplitsPerRow = splitsPerRow,
-                Start = 0,
-                Capacity = capacity,
-                HeadDim = d,
-                Group = heads / kvHeads,
-                Heads = heads,
-                HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(DecodeAttentionKernel.Modes.Range, heads / kvHeads),
                 SplitSize = Core.Reference.Attention.DecodeSplitSize(first + r0 + n - 1), // the largest: shared memory
-                WriteLogits = 0,
-                Scale = 1f / MathF.Sqrt(d),
             };
             _attention.Launch(args);
             _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, (long)n * heads)), n);
         }
     }
+
+    /// <summary>What every attention launch shares: the cache, the head geometry, scratch for the splits' partial
+    /// states, the scale; no logits, no index set. Callers add the queries, the output and the token counts.</summary>
+    private DecodeAttentionKernel.Args AttentionArgs(ITensor keys, ITensor values, int mode, int heads, int kvHeads, int capacity, int d, int rows, int splitsPerRow) => new()
+    {
+        Keys = Gpu(keys).View,
+        Values = Gpu(values).View,
+        Partials = Scratch("partials", DType.F32, (long)rows * splitsPerRow * heads * d).Cast<float>(),
+        Lse = Scratch("lse", DType.F32, (long)rows * splitsPerRow * heads).Cast<float>(),
+        Logits = Scratch("none", DType.F32, 1).Cast<float>(),
+        Indices = Scratch("none", DType.F32, 1).Cast<int>(),
+        Mode = mode,
+        Rows = rows,
+        SplitsPerRow = splitsPerRow,
+        Capacity = capacity,
+        HeadDim = d,
+        Group = heads / kvHeads,
+        Heads = heads,
+        HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads / kvHeads),
+        Scale = 1f / MathF.Sqrt(d),
+    };
 
     private static MergeStatesKernel.Args Merge(in DecodeAttentionKernel.Args a, ArrayView<byte> mergedLse) => new()
     {
@@ -248,31 +252,16 @@ public sealed class GpuBackend : IBackend
         if ((uint)length > (uint)capacity) throw new ArgumentException($"length {length} exceeds the cache's {capacity} positions.", nameof(length));
         if (output.Shape.ElementCount != (long)heads * d) throw new ArgumentException($"output must be [{heads}, {d}].", nameof(output));
         int splitSize = Core.Reference.Attention.DecodeSplitSize(count), splits = DecodeAttentionKernel.SplitCount(count, splitSize);
-        var args = new DecodeAttentionKernel.Args
+        var args = AttentionArgs(keys, values, mode, heads, kvHeads, capacity, d, rows: 1, splits) with
         {
             Q = F32(q, heads * d),
-            Keys = Gpu(keys).View,
-            Values = Gpu(values).View,
             Output = F32(output, heads * d),
-            Partials = Scratch("partials", DType.F32, (long)splits * heads * d).Cast<float>(),
-            Lse = Scratch("lse", DType.F32, (long)splits * heads).Cast<float>(),
-            Logits = logits is null ? Scratch("none", DType.F32, 1).Cast<float>() : F32(logits, (int)logits.Shape.ElementCount),
-            Indices = indices is null ? Scratch("none", DType.F32, 1).Cast<int>() : Gpu(indices).View.Cast<int>(),
-            Mode = mode,
             Count = count,
-            Rows = 1,
             QStride = heads * d,
-            SplitsPerRow = splits,
-            Start = 0,
-            Capacity = capacity,
-            HeadDim = d,
-            Group = heads / kvHeads,
-            Heads = heads,
-            HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads / kvHeads),
             SplitSize = splitSize,
-            WriteLogits = logits is null ? 0 : 1,
-            Scale = 1f / MathF.Sqrt(d),
         };
+        if (logits is not null) args = args with { Logits = F32(logits, (int)logits.Shape.ElementCount), WriteLogits = 1 };
+        if (indices is not null) args = args with { Indices = Gpu(indices).View.Cast<int>() };
         if (logits is not null && logits.Shape.ElementCount < (long)heads * count) throw new ArgumentException($"logits must hold [{heads}, {count}].", nameof(logits));
         _attention.Launch(args);
         if (splits > 1) _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, heads)), rows: 1);
