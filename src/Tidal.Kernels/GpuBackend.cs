@@ -145,7 +145,7 @@ public sealed class GpuBackend : IBackend
     /// <inheritdoc/>
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
-        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
         if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
             throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
         if ((uint)position >= (uint)capacity) throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions.");
@@ -173,7 +173,7 @@ public sealed class GpuBackend : IBackend
     public void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output)
     {
         (int rows, int heads, int d) = Geometry.Causal(q, keys, first, output);
-        (int kvHeads, int capacity, _) = CacheGeometry(keys);
+        (int kvHeads, int capacity, _) = Geometry.Cache(keys);
         if (keys.DType != DType.F16 || values.DType != DType.F16) throw new ArgumentException("the GPU backend keeps KV caches in F16.", nameof(keys));
         int width = q.Shape[1];
         // The grid's second dimension (at most 65535) holds rows × splits: long chunks of long rows go in parts.
@@ -233,7 +233,7 @@ public sealed class GpuBackend : IBackend
     /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
     {
-        (int kvHeads, _, int d) = CacheGeometry(keys);
+        (int kvHeads, _, int d) = Geometry.Cache(keys);
         int heads = (int)(q.Shape.ElementCount / d), rows = indices.Shape[0], k = (int)(indices.Shape.ElementCount / rows);
         int mode = rows == heads ? DecodeAttentionKernel.Modes.PerQueryHead
             : rows == kvHeads ? DecodeAttentionKernel.Modes.PerKvHead
@@ -244,7 +244,7 @@ public sealed class GpuBackend : IBackend
 
     private void RunAttention(ITensor q, ITensor keys, ITensor values, int mode, int count, int length, ITensor? indices, ITensor output, ITensor? logits)
     {
-        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
         if (keys.DType != DType.F16 || values.DType != DType.F16) throw new ArgumentException("the GPU backend keeps KV caches in F16.", nameof(keys));
         if (q.Shape.ElementCount % d != 0) throw new ArgumentException($"q ({q.Shape}) is not [heads, {d}].", nameof(q));
         int heads = (int)(q.Shape.ElementCount / d);
@@ -386,8 +386,6 @@ public sealed class GpuBackend : IBackend
     {
         if (DTypes.Of<T>() != t.DType) throw new ArgumentException($"tensor holds {t.DType}, not {typeof(T).Name}.", name);
     }
-
-    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) => Geometry.Cache(cache);
 
     private sealed class GpuTensor(MemoryBuffer1D<byte, Stride1D.Dense>? owner, ArrayView<byte> view, DType type, Shape shape) : ITensor
     {

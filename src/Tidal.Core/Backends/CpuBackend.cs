@@ -106,7 +106,7 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
-        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
         if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
             throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
         if ((uint)position >= (uint)capacity)
@@ -133,7 +133,7 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void Attention(ITensor q, ITensor keys, ITensor values, int length, ITensor output, ITensor? logits = null)
     {
-        Span<float> l = logits is null ? default : F32(logits).Slice(0, (int)(q.Shape.ElementCount / CacheGeometry(keys).HeadDim) * length);
+        Span<float> l = logits is null ? default : F32(logits).Slice(0, (int)(q.Shape.ElementCount / Geometry.Cache(keys).HeadDim) * length);
         switch (keys.DType)
         {
             case DType.F32: Reference.Attention.DecodeDense(Read<float>(q), Kv<float>(keys, values, length), F32(output), l); break;
@@ -210,11 +210,9 @@ public sealed class CpuBackend : IBackend
 
     private static Span<float> F32(ITensor tensor) => Host(tensor).AsSpan<float>();
 
-    private static (int KvHeads, int Capacity, int HeadDim) CacheGeometry(ITensor cache) => Geometry.Cache(cache);
-
     private static KvView<T> Kv<T>(ITensor keys, ITensor values, int length) where T : unmanaged
     {
-        (int kvHeads, int capacity, int d) = CacheGeometry(keys);
+        (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
         return new KvView<T>(Read<T>(keys), Read<T>(values), kvHeads, capacity, d, length);
     }
 
