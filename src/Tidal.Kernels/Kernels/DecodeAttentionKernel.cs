@@ -88,15 +88,40 @@ public sealed class DecodeAttentionKernel
         public float Scale;
     }
 
-    private readonly Action<KernelConfig, Args> _kernel, _twoPerSm;
+    /// <summary>How a group finds entry j of its token list. The kernel is compiled once per kind, so that the dense
+    /// path carries no index loads and no mode tests in its loops.</summary>
+    public interface ITokenList
+    {
+        /// <summary>The cache position of entry j (<paramref name="list"/>: the block's index list from its split's start).</summary>
+        int Position(in Args a, ArrayView<int> list, int j);
+    }
 
-    /// <summary>Compiles the kernel: once for any head dimension and once for d ≤ 128 with registers capped so that two
-    /// groups of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped by another's work).</summary>
+    /// <summary>Positions Start + j (<see cref="Modes.Range"/>).</summary>
+    public struct PositionRange : ITokenList
+    {
+        /// <inheritdoc/>
+        public readonly int Position(in Args a, ArrayView<int> list, int j) => a.Start + j;
+    }
+
+    /// <summary>Positions read from an index set (every other mode).</summary>
+    public struct IndexSet : ITokenList
+    {
+        /// <inheritdoc/>
+        public readonly int Position(in Args a, ArrayView<int> list, int j) => list[j];
+    }
+
+    private readonly Action<KernelConfig, Args> _range, _rangeTwoPerSm, _indexed, _indexedTwoPerSm;
+
+    /// <summary>Compiles the kernel per token-list kind: once for any head dimension and once for d ≤ 128 with registers
+    /// capped so that two groups of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped
+    /// by another's work).</summary>
     public DecodeAttentionKernel(Accelerator accelerator)
     {
-        _kernel = accelerator.LoadStreamKernel<Args>(Run);
-        _twoPerSm = accelerator.AcceleratorType == AcceleratorType.Cuda // the CPU accelerator rejects launch bounds
-            ? accelerator.LoadStreamKernel<Args>(Run, new KernelSpecialization(TwoPerSmThreads, 2)) : _kernel;
+        bool cuda = accelerator.AcceleratorType == AcceleratorType.Cuda; // the CPU accelerator rejects launch bounds
+        _range = accelerator.LoadStreamKernel<Args>(Run<PositionRange>);
+        _indexed = accelerator.LoadStreamKernel<Args>(Run<IndexSet>);
+        _rangeTwoPerSm = cuda ? accelerator.LoadStreamKernel<Args>(Run<PositionRange>, new KernelSpecialization(TwoPerSmThreads, 2)) : _range;
+        _indexedTwoPerSm = cuda ? accelerator.LoadStreamKernel<Args>(Run<IndexSet>, new KernelSpecialization(TwoPerSmThreads, 2)) : _indexed;
     }
 
     private const int TwoPerSmThreads = 512;
@@ -124,14 +149,15 @@ public sealed class DecodeAttentionKernel
         if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
         int shared = args.HeadsPerBlock * (args.SplitSize + warps);
-        (32 * warps <= TwoPerSmThreads ? _twoPerSm : _kernel)(
+        bool two = 32 * warps <= TwoPerSmThreads;
+        (args.Mode == Modes.Range ? two ? _rangeTwoPerSm : _range : two ? _indexedTwoPerSm : _indexed)(
             new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
     }
 
-    /// <summary>Where entry j of the block's token list starts in the cache, in 8-element chunks.</summary>
-    /// <remarks>The position's offset is an int product (checked on launch): a 64-bit multiply costs several instructions per load.</remarks>
-    private static long Row(in Args a, long kvBase, long listBase, int chunks, int j) =>
-        kvBase + (a.Mode == Modes.Range ? a.Start + j : a.Indices[listBase + j]) * chunks;
+    /// <summary>Where entry j of the token list starts in a view of this thread's K or V chunks, in 8-element chunks:
+    /// an int product (checked on launch), since 64-bit address arithmetic costs several instructions per load.</summary>
+    private static int Row<T>(in Args a, ArrayView<int> list, int chunks, int j) where T : struct, ITokenList =>
+        default(T).Position(a, list, j) * chunks;
 
     private static Vec8 QueryChunk(in Args a, int row, int head, int part, int chunks)
     {
@@ -236,7 +262,7 @@ public sealed class DecodeAttentionKernel
     /// <summary>The channel whose total <see cref="FoldChannels"/> leaves on <paramref name="lane"/>.</summary>
     private static int FoldedChannel(int lane) => ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
 
-    private static void Run(Args a)
+    private static void Run<T>(Args a) where T : struct, ITokenList
     {
         ArrayView<float> shared = SharedMemory.GetDynamic<float>();
         int hb = a.HeadsPerBlock, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
@@ -264,17 +290,22 @@ public sealed class DecodeAttentionKernel
         Vec8 q1 = hb > 1 ? QueryChunk(a, row, firstHead + 1, part, chunks) : new Vec8();
         Vec8 q2 = hb > 2 ? QueryChunk(a, row, firstHead + 2, part, chunks) : new Vec8();
         Vec8 q3 = hb > 2 ? QueryChunk(a, row, firstHead + 3, part, chunks) : new Vec8();
+        // This thread's K chunk and V chunk of every position, and the block's token list from the split's start.
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
+        long keyStart = kvBase + (active ? part : 0), valueStart = kvBase + warp;
+        keys = keys.SubView(keyStart, keys.Length - keyStart);
+        values = values.SubView(valueStart, values.Length - valueStart);
+        ArrayView<int> list = a.Mode == Modes.Range ? a.Indices : a.Indices.SubView(listBase, a.Indices.Length - listBase);
         // ILGPU places each value next to its first use, so values first used inside a loop are recomputed on every
         // iteration (these include three divisions). This never-true check uses them here, which keeps them here.
-        if (kvBase < 0 || listBase < 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
+        if (keys.Length <= 0 || values.Length <= 0 || list.Length <= 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
         for (int first = 0; first < n; first += 4 * perPass) // a group-uniform bound: the folds shuffle whole warps
         {
             int j0 = first + sub, j1 = j0 + perPass, j2 = j1 + perPass, j3 = j2 + perPass;
-            U4 k0 = active && j0 < n ? keys[Row(a, kvBase, listBase, chunks, j0) + part] : default;
-            U4 k1 = active && j1 < n ? keys[Row(a, kvBase, listBase, chunks, j1) + part] : default;
-            U4 k2 = active && j2 < n ? keys[Row(a, kvBase, listBase, chunks, j2) + part] : default;
-            U4 k3 = active && j3 < n ? keys[Row(a, kvBase, listBase, chunks, j3) + part] : default;
+            U4 k0 = active && j0 < n ? keys[Row<T>(a, list, chunks, j0)] : default;
+            U4 k1 = active && j1 < n ? keys[Row<T>(a, list, chunks, j1)] : default;
+            U4 k2 = active && j2 < n ? keys[Row<T>(a, list, chunks, j2)] : default;
+            U4 k3 = active && j3 < n ? keys[Row<T>(a, list, chunks, j3)] : default;
             ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j0, k0, q0, q1, q2, q3);
             ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j1, k1, q0, q1, q2, q3);
             ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
@@ -316,10 +347,10 @@ public sealed class DecodeAttentionKernel
         for (int j0 = lane; j0 < n; j0 += 128)
         {
             int j1 = j0 + 32, j2 = j0 + 64, j3 = j0 + 96;
-            U4 v0 = values[Row(a, kvBase, listBase, chunks, j0) + warp];
-            U4 v1 = j1 < n ? values[Row(a, kvBase, listBase, chunks, j1) + warp] : default;
-            U4 v2 = j2 < n ? values[Row(a, kvBase, listBase, chunks, j2) + warp] : default;
-            U4 v3 = j3 < n ? values[Row(a, kvBase, listBase, chunks, j3) + warp] : default;
+            U4 v0 = values[Row<T>(a, list, chunks, j0)];
+            U4 v1 = j1 < n ? values[Row<T>(a, list, chunks, j1)] : default;
+            U4 v2 = j2 < n ? values[Row<T>(a, list, chunks, j2)] : default;
+            U4 v3 = j3 < n ? values[Row<T>(a, list, chunks, j3)] : default;
             Accumulate(probs, S, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             if (j1 < n) Accumulate(probs, S, hb, j1, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             if (j2 < n) Accumulate(probs, S, hb, j2, v2, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
