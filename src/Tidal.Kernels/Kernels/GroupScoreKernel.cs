@@ -42,28 +42,54 @@ public sealed class GroupScoreKernel
     private static float Finish(float m, float slot) =>
         m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot)));
 
+    /// <summary>One warp per block of 512 logits: lane l holds entries l, l + 32, …, l + 480 (all 16 loads in flight
+    /// at once; ILGPU does not unroll loops), so its slot adds them in ascending order as the reference's slot l does.</summary>
     private static void BlockLogSumExp(ArrayView<float> logits, ArrayView<float> blockLse, int n)
     {
         int block = Grid.IdxX, head = Grid.IdxY, lane = Group.IdxX, blocks = Grid.DimX;
         int start = block * Softmax.LseBlock, count = Math.Min(Softmax.LseBlock, n - start);
         long row = (long)head * n + start;
-        float m = float.NegativeInfinity;
-        for (int j = lane; j < count; j += 32) m = MathF.Max(m, logits[row + j]);
+        Vec8 low = Entries(logits, row, lane, count), high = Entries(logits, row, lane + 256, count);
+        float m = MathF.Max(Max(low), Max(high));
         for (int h = 16; h >= 1; h /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, h));
         float slot = 0f;
         if (m != float.NegativeInfinity)
-            for (int j = lane; j < count; j += 128)
-            {
-                // Four loads in flight; the slot still adds its entries in ascending order.
-                float x0 = logits[row + j], x1 = j + 32 < count ? logits[row + j + 32] : 0f;
-                float x2 = j + 64 < count ? logits[row + j + 64] : 0f, x3 = j + 96 < count ? logits[row + j + 96] : 0f;
-                slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x0, m)));
-                if (j + 32 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x1, m)));
-                if (j + 64 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x2, m)));
-                if (j + 96 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(x3, m)));
-            }
+        {
+            slot = SumExp(slot, low, m, lane, count);
+            slot = SumExp(slot, high, m, lane + 256, count);
+        }
         float lse = Finish(m, slot);
         if (lane == 0) blockLse[(long)head * blocks + block] = lse;
+    }
+
+    /// <summary>Entries j, j + 32, …, j + 224 of a block (−∞ past its end).</summary>
+    private static Vec8 Entries(ArrayView<float> logits, long row, int j, int count)
+    {
+        var v = new Vec8();
+        v.F0 = Entry(logits, row, j, count); v.F1 = Entry(logits, row, j + 32, count);
+        v.F2 = Entry(logits, row, j + 64, count); v.F3 = Entry(logits, row, j + 96, count);
+        v.F4 = Entry(logits, row, j + 128, count); v.F5 = Entry(logits, row, j + 160, count);
+        v.F6 = Entry(logits, row, j + 192, count); v.F7 = Entry(logits, row, j + 224, count);
+        return v;
+    }
+
+    private static float Entry(ArrayView<float> logits, long row, int j, int count) => j < count ? logits[row + j] : float.NegativeInfinity;
+
+    private static float Max(in Vec8 v) =>
+        MathF.Max(MathF.Max(MathF.Max(v.F0, v.F1), MathF.Max(v.F2, v.F3)), MathF.Max(MathF.Max(v.F4, v.F5), MathF.Max(v.F6, v.F7)));
+
+    /// <summary>Adds e^(x − m) of the entries of <see cref="Entries"/> inside the block to the slot, in order.</summary>
+    private static float SumExp(float slot, in Vec8 v, float m, int j, int count)
+    {
+        if (j < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F0, m)));
+        if (j + 32 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F1, m)));
+        if (j + 64 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F2, m)));
+        if (j + 96 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F3, m)));
+        if (j + 128 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F4, m)));
+        if (j + 160 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F5, m)));
+        if (j + 192 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F6, m)));
+        if (j + 224 < count) slot = KernelMath.Add(slot, KernelMath.Exp(KernelMath.Sub(v.F7, m)));
+        return slot;
     }
 
     private static void MergeLogSumExps(ArrayView<float> blockLse, ArrayView<float> lse, int blocks)

@@ -4,26 +4,45 @@ using ILGPU.Runtime;
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// Top-k selection spread over many groups per row: each row is cut into chunks of <see cref="ChunkSize"/> positions,
-/// one group of 256 threads per (chunk, row). A radix select on order-preserving keys finds the threshold in three
-/// passes of 11, 11 and 10 bits; each pass builds a chunk histogram in shared memory and adds it to the row's
-/// histogram in global memory (integer atomics, so counts are exact), and every group of the next launch replays the
-/// digit choices from those histograms. A counting launch then records, per chunk, the keys above the threshold and
-/// equal to it, and the writing launch places each chunk's picks (forced positions, keys above the threshold, and the
-/// lowest-positioned keys equal to it) at its offset, so the output is ascending. Six launches in all, each reading
-/// the scores once (from L2 after the first).
+/// Top-k selection in five launches after one memset: a radix select on order-preserving keys whose first two
+/// 12-bit digits are counted by many groups per row (where the scores are read), and whose last 8 bits are resolved
+/// among the few keys that share the threshold's first 24 bits:
+/// <list type="number">
+/// <item>Histogram, twice (chunks × rows): each chunk of <see cref="ChunkSize"/> positions counts a digit of its keys
+/// in shared memory (the top 12 bits; then bits 19..8 of the keys in the threshold's bucket) and adds the counts to the
+/// row's histogram; the row's last group to finish finds the threshold's digit and how many keys with it are still
+/// needed.</item>
+/// <item>Gather (chunks × rows): each chunk counts what it selects outright (forced positions, keys above the
+/// threshold's 24-bit prefix) and appends the keys with that prefix (the candidates) to the row's list.</item>
+/// <item>Refine (one group per row): an 8-bit radix pass over the candidates gives the threshold key T and how many
+/// keys equal to it are taken; when that is fewer than all of them, three passes over their positions find the last
+/// one taken (ties go to the lowest positions). Then each chunk's offset in the output.</item>
+/// <item>Write (chunks × rows): each chunk writes its selected positions, ascending, at its offset.</item>
+/// </list>
+/// Each group issues its 16 score loads per thread together (ILGPU does not unroll loops, so a load in a loop waits a
+/// whole memory latency per iteration), and the per-position work is a few instructions: the scores are read four
+/// times, so the kernels are bound by instructions per position more than by bytes.
 /// Reference: Tidal.Core.Reference.TopK.Select, identical sets.
 /// </summary>
 public sealed class TopKSelectKernel
 {
     private const int Threads = 256;
     private const int PerThread = 16;
-    private const int Bins = 2048;
-    private const int Passes = 3;
+    private const int BucketShift = 20;
+    private const int Buckets = 1 << (32 - BucketShift);
+    private const int RefineBins = 2048;
+    private const int RefineStaticBytes = RefineBins * 4 + 32 * 8 + 4 * 4;
 
     /// <summary>Positions per group.</summary>
     public const int ChunkSize = Threads * PerThread;
     private const int SkewedChunk = ChunkSize + ChunkSize / 32;
+
+
+    /// <summary>Per-row state ints: candidates; per level: groups done, digit, keys needed with it; threshold; last
+    /// position taken among the keys equal to it.</summary>
+    private const int StateInts = 10;
+    private const int CandidatesAt = 0, Level1At = 1, Level2At = 4, ThresholdAt = 7, LastEqualAt = 8;
+    private const int DoneOffset = 0, DigitOffset = 1, NeededOffset = 2;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -32,10 +51,16 @@ public sealed class TopKSelectKernel
         public ArrayView<float> Scores;
         /// <summary>Selected positions [rows, K], ascending.</summary>
         public ArrayView<int> Output;
-        /// <summary>Histograms [Passes, rows, Bins], zero before the first pass.</summary>
+        /// <summary>Digit counts [2 levels, rows, 4096], zero before the first launch.</summary>
         public ArrayView<int> Histograms;
-        /// <summary>Per chunk (keys above the threshold, keys equal to it), [rows, chunks, 2].</summary>
+        /// <summary>Per-row state [rows, 8], zero before the first launch.</summary>
+        public ArrayView<int> State;
+        /// <summary>Per chunk: selected positions outside the candidates, then (after Refine) the chunk's output offset; [rows, chunks].</summary>
         public ArrayView<int> Counts;
+        /// <summary>Candidate keys [rows, N].</summary>
+        public ArrayView<uint> CandidateKeys;
+        /// <summary>Candidate positions [rows, N].</summary>
+        public ArrayView<int> CandidatePositions;
         /// <summary>Positions per row (the current token is N − 1).</summary>
         public int N;
         /// <summary>Selected per row: min(budget, N).</summary>
@@ -46,247 +71,446 @@ public sealed class TopKSelectKernel
         public int Window;
         /// <summary>Rows.</summary>
         public int Rows;
+        /// <summary>Candidates Refine keeps in shared memory (at most <see cref="MaxSharedCandidates"/>).</summary>
+        public int SharedCapacity;
     }
 
     private readonly Action<KernelConfig, Args, int> _histogram;
-    private readonly Action<KernelConfig, Args> _count, _write;
+    private readonly Action<KernelConfig, Args> _gather, _refine, _write;
+    private readonly int _refineThreads, _sharedBytes;
+
+    /// <summary>Candidates the refining group keeps in shared memory (four per thread); a row with more reads them
+    /// from global memory in every pass.</summary>
+    public int MaxSharedCandidates => 4 * _refineThreads;
 
     /// <summary>Compiles the kernels.</summary>
     public TopKSelectKernel(Accelerator accelerator)
     {
+        _refineThreads = Math.Min(1024, accelerator.MaxNumThreadsPerGroup);
+        _sharedBytes = accelerator.MaxSharedMemoryPerGroup;
         _histogram = accelerator.LoadStreamKernel<Args, int>(Histogram);
-        _count = accelerator.LoadStreamKernel<Args>(Count);
+        _gather = accelerator.LoadStreamKernel<Args>(Gather);
+        _refine = accelerator.LoadStreamKernel<Args>(Refine);
         _write = accelerator.LoadStreamKernel<Args>(Write);
     }
 
     /// <summary>Chunks (groups) per row of <paramref name="n"/> positions.</summary>
     public static int Chunks(int n) => Math.Max(1, (n + ChunkSize - 1) / ChunkSize);
 
-    /// <summary>Scratch ints one selection needs: histograms, then per-chunk counts.</summary>
-    public static long ScratchSize(int rows, int n) => (long)Passes * rows * Bins + 2L * rows * Chunks(n);
+    /// <summary>Scratch ints one selection needs: histograms and states (zeroed on launch), chunk counts, candidates.</summary>
+    public static long ScratchSize(int rows, int n) => (long)rows * (2 * Buckets + StateInts + Chunks(n) + 2L * n);
 
     /// <summary>Selects for <c>args.Rows</c> rows; <paramref name="scratch"/> holds <see cref="ScratchSize"/> ints.</summary>
-    public void Launch(Args args, ArrayView<int> scratch)
+    /// <param name="args">The launch; its scratch views are set here.</param>
+    /// <param name="scratch">Scratch ints.</param>
+    /// <param name="sharedCandidates">Candidates per row kept in shared memory (0 to <see cref="MaxSharedCandidates"/>;
+    /// −1: the most): tests lower it to exercise the path that reads them from global memory.</param>
+    public void Launch(Args args, ArrayView<int> scratch, int sharedCandidates = -1)
     {
-        long histograms = (long)Passes * args.Rows * Bins;
-        args.Histograms = scratch.SubView(0, histograms);
-        args.Counts = scratch.SubView(histograms, 2L * args.Rows * Chunks(args.N));
-        var grid = new KernelConfig(new Index2D(Chunks(args.N), args.Rows), new Index2D(Threads, 1));
+        if (sharedCandidates < 0) sharedCandidates = MaxSharedCandidates;
+        if (sharedCandidates > MaxSharedCandidates) throw new ArgumentOutOfRangeException(nameof(sharedCandidates), sharedCandidates, $"must be at most {MaxSharedCandidates}.");
+        int chunks = Chunks(args.N);
+        // Refine's dynamic shared memory holds the candidates and one offset per chunk beside its static 8.5 KB.
+        long free = _sharedBytes - RefineStaticBytes - 4L * chunks;
+        if (free < 0) throw new ArgumentException($"top-k over {args.N} positions needs {chunks} chunk offsets, more than one group's shared memory holds.", nameof(args));
+        sharedCandidates = (int)Math.Min(sharedCandidates, free / 8);
+        long rows = args.Rows, zeroed = rows * (2 * Buckets + StateInts);
+        args.Histograms = scratch.SubView(0, 2 * rows * Buckets);
+        args.State = scratch.SubView(2 * rows * Buckets, rows * StateInts);
+        args.Counts = scratch.SubView(zeroed, rows * chunks);
+        args.CandidateKeys = scratch.SubView(zeroed + rows * chunks, rows * args.N).Cast<uint>();
+        args.CandidatePositions = scratch.SubView(zeroed + rows * (chunks + args.N), rows * args.N);
+        args.SharedCapacity = sharedCandidates;
+        var grid = new KernelConfig(new Index2D(chunks, args.Rows), new Index2D(Threads, 1));
         if (args.K < args.N)
         {
-            args.Histograms.MemSetToZero();
-            for (int pass = 0; pass < Passes; pass++) _histogram(grid, args, pass);
-            _count(grid, args);
+            scratch.SubView(0, zeroed).MemSetToZero();
+            _histogram(grid, args, 0);
+            _histogram(grid, args, 1);
+            _gather(grid, args);
+            _refine(new KernelConfig(new Index1D(args.Rows), new Index1D(_refineThreads), SharedMemoryConfig.RequestDynamic<int>(2 * sharedCandidates + chunks)), args);
         }
         _write(grid, args);
     }
 
-    private static int Shift(int pass) => pass == 0 ? 21 : pass == 1 ? 10 : 0;
-
-    private static uint DigitMask(int pass) => pass == 2 ? 0x3FFu : 0x7FFu;
-
     private static bool Forced(int t, int sinks, int windowStart) => t < sinks || t >= windowStart;
-
-    /// <summary><see cref="BlockScan.Exclusive"/> of a non-negative count per thread.</summary>
-    private static int Scan(ArrayView<ulong> scratch, int count, out int total)
-    {
-        ulong before = BlockScan.Exclusive(scratch, (ulong)count, out ulong sum);
-        total = (int)sum;
-        return (int)before;
-    }
 
     private static int WindowStart(in Args a) => Math.Max(0, a.N - Math.Max(a.Window, 1));
 
-    /// <summary>
-    /// Replays the digit choices of the first <paramref name="passes"/> passes from the row's histograms: the key
-    /// prefix chosen so far, its mask, and how many keys with that prefix remain to be taken. With nothing to select
-    /// beyond the forced positions, the prefix is a key no score reaches (0xFFFFFFFF) and nothing remains.
-    /// </summary>
-    private static void Resolve(in Args a, int row, int passes, ArrayView<ulong> scan, ArrayView<int> found, out uint prefix, out uint mask, out int remaining)
+    /// <summary>Keys still to pick after the forced positions.</summary>
+    private static int Unforced(in Args a)
     {
-        int n = a.N, sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
-        int forcedCount = sinks + (n - windowStart) - Math.Max(0, sinks - windowStart);
-        remaining = a.K - forcedCount;
-        prefix = 0xFFFF_FFFFu;
-        mask = 0;
-        if (remaining <= 0) { remaining = 0; return; }
-        prefix = 0;
-        int tid = Group.IdxX;
-        for (int pass = 0; pass < passes; pass++)
-        {
-            // Thread t owns the 8 bins [Bins − 8t − 8, Bins − 8t), so the scan runs from the largest digit down.
-            // Two 16-byte loads per thread (one round trip), then the owner walks its bins down from the top.
-            ArrayView<U4> histogram = a.Histograms.SubView(((long)pass * a.Rows + row) * Bins, Bins).Cast<U4>();
-            int top = Bins - 8 * tid;
-            U4 low = histogram[(top - 8) / 4], high = histogram[(top - 4) / 4];
-            int sum = (int)(low.X + low.Y + low.Z + low.W + high.X + high.Y + high.Z + high.W);
-            int before = Scan(scan, sum, out int _);
-            if (before < remaining && remaining <= before + sum)
-            {
-                int r = remaining - before, digit = top - 1;
-                bool done = false;
-                Walk((int)high.W, ref r, ref digit, ref done); Walk((int)high.Z, ref r, ref digit, ref done);
-                Walk((int)high.Y, ref r, ref digit, ref done); Walk((int)high.X, ref r, ref digit, ref done);
-                Walk((int)low.W, ref r, ref digit, ref done); Walk((int)low.Z, ref r, ref digit, ref done);
-                Walk((int)low.Y, ref r, ref digit, ref done);
-                found[0] = digit;
-                found[1] = r;
-            }
-            Group.Barrier();
-            prefix |= (uint)found[0] << Shift(pass);
-            mask |= DigitMask(pass) << Shift(pass);
-            remaining = found[1];
-            Group.Barrier();
-        }
-    }
-
-    /// <summary>One step down from bin <paramref name="digit"/> (holding <paramref name="count"/> keys): if fewer keys
-    /// than still needed sit there, take them all and move to the next lower bin; else the threshold digit is found.</summary>
-    private static void Walk(int count, ref int r, ref int digit, ref bool done)
-    {
-        if (done) return;
-        if (count < r) { r -= count; digit--; }
-        else done = true;
-    }
-
-    private static void Histogram(Args a, int pass)
-    {
-        ArrayView<int> local = SharedMemory.Allocate<int>(Bins);
-        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
-        ArrayView<int> found = SharedMemory.Allocate<int>(2);
-        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
-        Resolve(a, row, pass, scan, found, out uint prefix, out uint mask, out int remaining);
-        if (remaining == 0) return;
-        for (int b = tid; b < Bins; b += Threads) local[b] = 0;
-        Group.Barrier();
-        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), shift = Shift(pass);
-        uint digitMask = DigitMask(pass);
-        long rowBase = (long)row * a.N;
-        int end = Math.Min(a.N, (chunk + 1) * ChunkSize);
-        for (int t = chunk * ChunkSize + tid; t < end; t += 4 * Threads)
-        {
-            // Four loads in flight per thread; a histogram does not care in which order it counts.
-            float x0 = a.Scores[rowBase + t];
-            float x1 = t + Threads < end ? a.Scores[rowBase + t + Threads] : 0f;
-            float x2 = t + 2 * Threads < end ? a.Scores[rowBase + t + 2 * Threads] : 0f;
-            float x3 = t + 3 * Threads < end ? a.Scores[rowBase + t + 3 * Threads] : 0f;
-            CountDigit(local, x0, t, end, sinks, windowStart, prefix, mask, shift, digitMask);
-            CountDigit(local, x1, t + Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
-            CountDigit(local, x2, t + 2 * Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
-            CountDigit(local, x3, t + 3 * Threads, end, sinks, windowStart, prefix, mask, shift, digitMask);
-        }
-        Group.Barrier();
-        long global = ((long)pass * a.Rows + row) * Bins;
-        for (int b = tid; b < Bins; b += Threads)
-            if (local[b] != 0) Atomic.Add(ref a.Histograms[global + b], local[b]);
-    }
-
-    private static void CountDigit(ArrayView<int> local, float score, int t, int end, int sinks, int windowStart, uint prefix, uint mask, int shift, uint digitMask)
-    {
-        if (t >= end || Forced(t, sinks, windowStart)) return;
-        uint key = KernelMath.OrderedKey(score);
-        if ((key & mask) == prefix) Atomic.Add(ref local[(int)((key >> shift) & digitMask)], 1);
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a);
+        return a.K - (sinks + (a.N - windowStart) - Math.Max(0, sinks - windowStart));
     }
 
     /// <summary>Where key i of a chunk lives in shared memory: one padding word per 32 keys, so the 32 lanes of a warp
     /// reading their runs (16 apart) hit 32 different banks.</summary>
     private static int Skewed(int i) => i + i / 32;
 
-    /// <summary>Loads the chunk's keys into shared memory with coalesced loads, four in flight per thread.</summary>
-    private static void LoadKeys(in Args a, ArrayView<uint> keys, long rowBase, int first, int end)
+    private static float Score(in Args a, long rowBase, int t, int end) => t < end ? a.Scores[rowBase + t] : 0f;
+
+    /// <summary>Scores of positions t + (j..j+7)·256, loaded together.</summary>
+    private static Vec8 Load8(in Args a, long rowBase, int t, int end, int j)
     {
-        for (int i = Group.IdxX; first + i < end; i += 4 * Threads)
-        {
-            int t = first + i;
-            float x0 = a.Scores[rowBase + t];
-            float x1 = t + Threads < end ? a.Scores[rowBase + t + Threads] : 0f;
-            float x2 = t + 2 * Threads < end ? a.Scores[rowBase + t + 2 * Threads] : 0f;
-            float x3 = t + 3 * Threads < end ? a.Scores[rowBase + t + 3 * Threads] : 0f;
-            keys[Skewed(i)] = KernelMath.OrderedKey(x0);
-            if (t + Threads < end) keys[Skewed(i + Threads)] = KernelMath.OrderedKey(x1);
-            if (t + 2 * Threads < end) keys[Skewed(i + 2 * Threads)] = KernelMath.OrderedKey(x2);
-            if (t + 3 * Threads < end) keys[Skewed(i + 3 * Threads)] = KernelMath.OrderedKey(x3);
-        }
+        var v = new Vec8();
+        v.F0 = Score(a, rowBase, t + j * Threads, end); v.F1 = Score(a, rowBase, t + (j + 1) * Threads, end);
+        v.F2 = Score(a, rowBase, t + (j + 2) * Threads, end); v.F3 = Score(a, rowBase, t + (j + 3) * Threads, end);
+        v.F4 = Score(a, rowBase, t + (j + 4) * Threads, end); v.F5 = Score(a, rowBase, t + (j + 5) * Threads, end);
+        v.F6 = Score(a, rowBase, t + (j + 6) * Threads, end); v.F7 = Score(a, rowBase, t + (j + 7) * Threads, end);
+        return v;
+    }
+
+    private static void Store8(ArrayView<uint> keys, int i, int j, in Vec8 v)
+    {
+        keys[Skewed(i + j * Threads)] = KernelMath.OrderedKey(v.F0); keys[Skewed(i + (j + 1) * Threads)] = KernelMath.OrderedKey(v.F1);
+        keys[Skewed(i + (j + 2) * Threads)] = KernelMath.OrderedKey(v.F2); keys[Skewed(i + (j + 3) * Threads)] = KernelMath.OrderedKey(v.F3);
+        keys[Skewed(i + (j + 4) * Threads)] = KernelMath.OrderedKey(v.F4); keys[Skewed(i + (j + 5) * Threads)] = KernelMath.OrderedKey(v.F5);
+        keys[Skewed(i + (j + 6) * Threads)] = KernelMath.OrderedKey(v.F6); keys[Skewed(i + (j + 7) * Threads)] = KernelMath.OrderedKey(v.F7);
+    }
+
+    /// <summary>Loads the chunk's keys into shared memory: coalesced, all 16 loads of a thread in flight at once.</summary>
+    private static void StageKeys(in Args a, ArrayView<uint> keys, int row, int first, int end)
+    {
+        int i = Group.IdxX;
+        long rowBase = (long)row * a.N;
+        Vec8 low = Load8(a, rowBase, first + i, end, 0), high = Load8(a, rowBase, first + i, end, 8);
+        Store8(keys, i, 0, low);
+        Store8(keys, i, 8, high);
         Group.Barrier();
     }
 
-    private static void Count(Args a)
+    /// <summary>Level 0 counts the top 12 bits of every unforced key; level 1 counts bits 19..8 of the keys in the
+    /// threshold's bucket. Keys are counted from registers: no staging, no per-position forced test in chunks
+    /// without forced positions.</summary>
+    private static void Histogram(Args a, int level)
     {
-        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
-        ArrayView<int> found = SharedMemory.Allocate<int>(2);
+        ArrayView<int> bins = SharedMemory.Allocate<int>(Buckets);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
+        ArrayView<int> found = SharedMemory.Allocate<int>(1);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
-        ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
-        Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int _);
-        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize;
-        int end = Math.Min(a.N, first + ChunkSize), above = 0, equal = 0;
-        LoadKeys(a, keys, (long)row * a.N, first, end);
-        for (int t = first + tid; t < end; t += Threads)
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize, end = Math.Min(a.N, first + ChunkSize);
+        bool anyForced = first < sinks || end > windowStart;
+        long state = (long)row * StateInts;
+        uint bucket = level == 0 ? 0u : (uint)a.State[state + Level1At + DigitOffset];
+        int remaining = level == 0 ? Unforced(a) : a.State[state + Level1At + NeededOffset];
+        for (int b = tid; b < Buckets; b += Threads) bins[b] = 0;
+        Group.Barrier();
+        if (remaining > 0)
         {
-            if (Forced(t, sinks, windowStart)) { above++; continue; }
-            uint key = keys[Skewed(t - first)];
-            if (key > threshold) above++;
-            else if (key == threshold) equal++;
+            long rowBase = (long)row * a.N;
+            int t = first + tid;
+            Vec8 low = Load8(a, rowBase, t, end, 0), high = Load8(a, rowBase, t, end, 8);
+            var c = new Counter { Bins = bins, End = end, AnyForced = anyForced, Sinks = sinks, WindowStart = windowStart, Level = level, Bucket = bucket };
+            c.Count8(low, t);
+            c.Count8(high, t + 8 * Threads);
         }
-        Scan(scan, above, out int aboveTotal);
-        Scan(scan, equal, out int equalTotal);
-        long at = ((long)row * Grid.DimX + chunk) * 2;
-        if (tid == 0) { a.Counts[at] = aboveTotal; a.Counts[at + 1] = equalTotal; }
+        Group.Barrier();
+        FlushAndResolve(a, bins, row, level, level == 0 ? Level1At : Level2At, remaining, scan, found);
     }
 
-    /// <summary>Σ of one per-chunk count over the chunks before <paramref name="chunk"/>, summed by the whole group.</summary>
-    private static int CountBefore(in Args a, ArrayView<ulong> scan, int row, int chunk, int which)
+    /// <summary>What <see cref="Histogram"/> counts for positions t, t + 256, …, t + 1792.</summary>
+    private struct Counter
     {
-        int sum = 0;
-        for (int c0 = 0; c0 < chunk; c0 += Threads)
+        public ArrayView<int> Bins;
+        public int End, Sinks, WindowStart, Level;
+        public bool AnyForced;
+        public uint Bucket;
+
+        public readonly void Count8(in Vec8 v, int t)
         {
-            int c = c0 + Group.IdxX;
-            Scan(scan, c < chunk ? a.Counts[((long)row * Grid.DimX + c) * 2 + which] : 0, out int total);
-            sum += total;
+            Count(v.F0, t); Count(v.F1, t + Threads); Count(v.F2, t + 2 * Threads); Count(v.F3, t + 3 * Threads);
+            Count(v.F4, t + 4 * Threads); Count(v.F5, t + 5 * Threads); Count(v.F6, t + 6 * Threads); Count(v.F7, t + 7 * Threads);
         }
-        return sum;
+
+        private readonly void Count(float score, int t)
+        {
+            if (t >= End || (AnyForced && Forced(t, Sinks, WindowStart))) return;
+            uint key = KernelMath.OrderedKey(score);
+            if (Level == 0) Atomic.Add(ref Bins[(int)(key >> BucketShift)], 1);
+            else if (key >> BucketShift == Bucket) Atomic.Add(ref Bins[Digit2(key)], 1);
+        }
+    }
+
+    /// <summary>
+    /// Adds the group's digit counts to the row's histogram of <paramref name="level"/>; the row's last group to finish
+    /// (each fences its adds before taking a ticket, so it sees them all) finds the digit holding the
+    /// <paramref name="remaining"/>-th largest key and how many keys with it are needed; with nothing to pick, digit
+    /// 4096 (above every key) and none.
+    /// </summary>
+    private static void FlushAndResolve(in Args a, ArrayView<int> bins, int row, int level, int stateAt, int remaining, ArrayView<ulong> scan, ArrayView<int> found)
+    {
+        int tid = Group.IdxX;
+        long state = (long)row * StateInts + stateAt;
+        ArrayView<int> histogram = a.Histograms.SubView(((long)level * a.Rows + row) * Buckets, Buckets);
+        for (int b = tid; b < Buckets; b += Threads)
+            if (bins[b] != 0) Atomic.Add(ref histogram[b], bins[b]);
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (tid == 0) found[0] = Atomic.Add(ref a.State[state + DoneOffset], 1);
+        Group.Barrier();
+        if (found[0] != Grid.DimX - 1) return;
+        if (remaining <= 0)
+        {
+            if (tid == 0) { a.State[state + DigitOffset] = Buckets; a.State[state + NeededOffset] = 0; }
+            return;
+        }
+        MemoryFence.DeviceLevel();
+        ArrayView<U4> counts = histogram.Cast<U4>();
+        U4 c0 = counts[tid], c1 = counts[tid + Threads], c2 = counts[tid + 2 * Threads], c3 = counts[tid + 3 * Threads];
+        Put(bins, 4 * tid, c0); Put(bins, 4 * (tid + Threads), c1); Put(bins, 4 * (tid + 2 * Threads), c2); Put(bins, 4 * (tid + 3 * Threads), c3);
+        Group.Barrier();
+        // Thread t owns the 16 digits below 4096 − 16t, so the scan runs from the largest digit down.
+        int top = Buckets - PerThread * tid, sum = 0;
+        for (int b = top - PerThread; b < top; b++) sum += bins[b];
+        int before = (int)BlockScan.Exclusive(scan, (ulong)sum, out ulong _);
+        if (before < remaining && remaining <= before + sum)
+        {
+            int r = remaining - before, digit = top - 1;
+            while (bins[digit] < r) r -= bins[digit--];
+            a.State[state + DigitOffset] = digit;
+            a.State[state + NeededOffset] = r;
+        }
+    }
+
+    private static void Put(ArrayView<int> bins, int at, U4 v)
+    {
+        bins[at] = (int)v.X; bins[at + 1] = (int)v.Y; bins[at + 2] = (int)v.Z; bins[at + 3] = (int)v.W;
+    }
+
+    /// <summary>The second digit: bits 19..8.</summary>
+    private static int Digit2(uint key) => (int)((key >> 8) & (Buckets - 1));
+
+    /// <summary>The threshold's first 24 bits (the two resolved digits); above every key when nothing is to be picked.</summary>
+    private static uint Prefix(in Args a, long state) =>
+        ((uint)a.State[state + Level1At + DigitOffset] << 12) | (uint)a.State[state + Level2At + DigitOffset];
+
+    /// <summary>Each chunk counts the positions it selects outright (forced, or keys above the threshold's 24-bit
+    /// prefix) and appends the keys with that prefix (the candidates, few unless scores tie) to the row's list.</summary>
+    private static void Gather(Args a)
+    {
+        ArrayView<uint> listKeys = SharedMemory.Allocate<uint>(ChunkSize);
+        ArrayView<int> listPositions = SharedMemory.Allocate<int>(ChunkSize);
+        ArrayView<int> counters = SharedMemory.Allocate<int>(3);
+        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
+        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize, end = Math.Min(a.N, first + ChunkSize);
+        long state = (long)row * StateInts;
+        var g = new Gatherer
+        {
+            Keys = listKeys, Positions = listPositions, Counters = counters, End = end, AnyForced = first < sinks || end > windowStart,
+            Sinks = sinks, WindowStart = windowStart, Prefix = Prefix(a, state),
+        };
+        if (tid == 0) { counters[0] = 0; counters[1] = 0; }
+        Group.Barrier();
+        long rowBase = (long)row * a.N;
+        int t = first + tid;
+        Vec8 low = Load8(a, rowBase, t, end, 0), high = Load8(a, rowBase, t, end, 8);
+        int outright = g.Gather8(low, t) + g.Gather8(high, t + 8 * Threads);
+        if (outright > 0) Atomic.Add(ref counters[1], outright);
+        Group.Barrier();
+        int matches = counters[0];
+        if (tid == 0)
+        {
+            a.Counts[(long)row * Grid.DimX + chunk] = counters[1];
+            counters[2] = matches > 0 ? Atomic.Add(ref a.State[state + CandidatesAt], matches) : 0;
+        }
+        Group.Barrier();
+        long at = (long)row * a.N + counters[2];
+        for (int i = tid; i < matches; i += Threads)
+        {
+            a.CandidateKeys[at + i] = listKeys[i];
+            a.CandidatePositions[at + i] = listPositions[i];
+        }
+    }
+
+    /// <summary>What <see cref="Gather"/> does for positions t, t + 256, …, t + 1792: returns how many it selects outright.</summary>
+    private struct Gatherer
+    {
+        public ArrayView<uint> Keys;
+        public ArrayView<int> Positions, Counters;
+        public int End, Sinks, WindowStart;
+        public bool AnyForced;
+        public uint Prefix;
+
+        public readonly int Gather8(in Vec8 v, int t) =>
+            One(v.F0, t) + One(v.F1, t + Threads) + One(v.F2, t + 2 * Threads) + One(v.F3, t + 3 * Threads) +
+            One(v.F4, t + 4 * Threads) + One(v.F5, t + 5 * Threads) + One(v.F6, t + 6 * Threads) + One(v.F7, t + 7 * Threads);
+
+        private readonly int One(float score, int t)
+        {
+            if (t >= End) return 0;
+            if (AnyForced && Forced(t, Sinks, WindowStart)) return 1;
+            uint key = KernelMath.OrderedKey(score), top = key >> 8;
+            if (top > Prefix) return 1;
+            if (top == Prefix)
+            {
+                int at = Atomic.Add(ref Counters[0], 1);
+                Keys[at] = key;
+                Positions[at] = t;
+            }
+            return 0;
+        }
+    }
+
+    private static void Refine(Args a)
+    {
+        ArrayView<int> shared = SharedMemory.GetDynamic<int>();
+        ArrayView<int> bins = SharedMemory.Allocate<int>(RefineBins);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
+        ArrayView<int> found = SharedMemory.Allocate<int>(3);
+        int row = Grid.IdxX, tid = Group.IdxX, threads = Group.DimX, chunks = Chunks(a.N), capacity = a.SharedCapacity;
+        long state = (long)row * StateInts, list = (long)row * a.N, counts = (long)row * chunks;
+        int count = a.State[state + CandidatesAt], needed = a.State[state + Level2At + NeededOffset];
+        uint prefix = Prefix(a, state);
+        ArrayView<uint> keys = a.CandidateKeys.SubView(list, a.N);
+        ArrayView<int> positions = a.CandidatePositions.SubView(list, a.N);
+        ArrayView<int> offsets = shared.SubView(2L * capacity, chunks);
+        for (int c = tid; c < chunks; c += threads) offsets[c] = a.Counts[counts + c];
+        if (count <= capacity)
+        {
+            ArrayView<uint> sharedKeys = shared.SubView(0, capacity).Cast<uint>();
+            ArrayView<int> sharedPositions = shared.SubView(capacity, capacity);
+            CopyCandidates(keys, positions, sharedKeys, sharedPositions, count);
+            keys = sharedKeys;
+            positions = sharedPositions;
+        }
+        Group.Barrier();
+
+        // The threshold key: the needed-th largest candidate (all share the 24-bit prefix), by its last 8 bits.
+        uint threshold = 0xFFFF_FFFFu;
+        int lastEqual = -1;
+        if (needed > 0)
+        {
+            uint p = prefix << 8, m = 0xFFFF_FF00u;
+            int r = needed;
+            int equal = SelectDigit(keys, positions, count, false, 0, 0, 8, ref p, ref m, ref r, bins, scan, found);
+            threshold = p;
+            lastEqual = int.MaxValue;
+            if (r < equal)
+            {
+                // Only the r lowest positions among the keys equal to T are taken: the r-th largest of ~position.
+                uint q = 0, mq = 0;
+                SelectDigit(keys, positions, count, true, threshold, 21, 11, ref q, ref mq, ref r, bins, scan, found);
+                SelectDigit(keys, positions, count, true, threshold, 10, 11, ref q, ref mq, ref r, bins, scan, found);
+                SelectDigit(keys, positions, count, true, threshold, 0, 10, ref q, ref mq, ref r, bins, scan, found);
+                lastEqual = (int)~q;
+            }
+        }
+
+        // Each chunk's offset: the positions selected before it.
+        for (int i = tid; i < count; i += threads)
+        {
+            uint key = keys[i];
+            int t = positions[i];
+            if (key > threshold || (key == threshold && t <= lastEqual)) Atomic.Add(ref offsets[t / ChunkSize], 1);
+        }
+        Group.Barrier();
+        long running = 0;
+        for (int c0 = 0; c0 < chunks; c0 += threads)
+        {
+            int c = c0 + tid;
+            ulong before = BlockScan.Exclusive(scan, c < chunks ? (ulong)offsets[c] : 0ul, out ulong total);
+            if (c < chunks) a.Counts[counts + c] = (int)(running + (long)before);
+            running += (long)total;
+        }
+        if (tid == 0)
+        {
+            a.State[state + ThresholdAt] = (int)threshold;
+            a.State[state + LastEqualAt] = lastEqual;
+        }
+    }
+
+    /// <summary>Copies up to 4 candidates per thread into shared memory, all loads in flight at once.</summary>
+    private static void CopyCandidates(ArrayView<uint> keys, ArrayView<int> positions, ArrayView<uint> sharedKeys, ArrayView<int> sharedPositions, int count)
+    {
+        int i0 = Group.IdxX, i1 = i0 + Group.DimX, i2 = i1 + Group.DimX, i3 = i2 + Group.DimX;
+        uint k0 = i0 < count ? keys[i0] : 0, k1 = i1 < count ? keys[i1] : 0, k2 = i2 < count ? keys[i2] : 0, k3 = i3 < count ? keys[i3] : 0;
+        int p0 = i0 < count ? positions[i0] : 0, p1 = i1 < count ? positions[i1] : 0, p2 = i2 < count ? positions[i2] : 0, p3 = i3 < count ? positions[i3] : 0;
+        if (i0 < count) { sharedKeys[i0] = k0; sharedPositions[i0] = p0; }
+        if (i1 < count) { sharedKeys[i1] = k1; sharedPositions[i1] = p1; }
+        if (i2 < count) { sharedKeys[i2] = k2; sharedPositions[i2] = p2; }
+        if (i3 < count) { sharedKeys[i3] = k3; sharedPositions[i3] = p3; }
+    }
+
+    /// <summary>
+    /// One radix-select pass over the candidates: among the values (the key, or ~position of keys equal to
+    /// <paramref name="equalTo"/> when <paramref name="byPosition"/>) that match <paramref name="prefix"/> under
+    /// <paramref name="mask"/>, finds the digit in bits [shift, shift + bits) of the r-th largest and adds it to the
+    /// prefix; r becomes its rank among the values with that digit. Returns how many values have that digit.
+    /// </summary>
+    private static int SelectDigit(ArrayView<uint> keys, ArrayView<int> positions, int count, bool byPosition, uint equalTo, int shift, int bits,
+        ref uint prefix, ref uint mask, ref int r, ArrayView<int> bins, ArrayView<ulong> scan, ArrayView<int> found)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, size = 1 << bits;
+        uint digitMask = (uint)size - 1;
+        for (int b = tid; b < size; b += threads) bins[b] = 0;
+        Group.Barrier();
+        for (int i = tid; i < count; i += threads)
+        {
+            uint key = keys[i], value = byPosition ? ~(uint)positions[i] : key;
+            if ((!byPosition || key == equalTo) && (value & mask) == prefix) Atomic.Add(ref bins[(int)((value >> shift) & digitMask)], 1);
+        }
+        Group.Barrier();
+        // Thread t owns the `per` digits below size − per·t: thread order is descending digit order.
+        int per = (size + threads - 1) / threads, top = size - per * tid, sum = 0;
+        for (int b = Math.Max(top - per, 0); b < top; b++) sum += bins[b];
+        int before = (int)BlockScan.Exclusive(scan, (ulong)sum, out ulong _);
+        if (before < r && r <= before + sum)
+        {
+            int rank = r - before, digit = top - 1;
+            while (bins[digit] < rank) rank -= bins[digit--];
+            found[0] = digit;
+            found[1] = rank;
+            found[2] = bins[digit];
+        }
+        Group.Barrier();
+        prefix |= (uint)found[0] << shift;
+        mask |= digitMask << shift;
+        r = found[1];
+        int withDigit = found[2];
+        Group.Barrier();
+        return withDigit;
     }
 
     private static void Write(Args a)
     {
-        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(Threads);
-        ArrayView<int> found = SharedMemory.Allocate<int>(2);
         ArrayView<uint> keys = SharedMemory.Allocate<uint>(SkewedChunk);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX, n = a.N;
-        long inBase = (long)row * n, outBase = (long)row * a.K;
-        int runStart = chunk * ChunkSize + tid * PerThread, runEnd = Math.Min(runStart + PerThread, n);
+        long outBase = (long)row * a.K;
+        int first = chunk * ChunkSize, end = Math.Min(n, first + ChunkSize);
+        int runStart = first + tid * PerThread, runEnd = Math.Min(runStart + PerThread, end);
         if (a.K >= n)
         {
             for (int t = runStart; t < runEnd; t++) a.Output[outBase + t] = t;
             return;
         }
-        Resolve(a, row, Passes, scan, found, out uint threshold, out uint _, out int needEqual);
-        int sinks = Math.Min(a.Sinks, n), windowStart = WindowStart(a);
-        int aboveBefore = CountBefore(a, scan, row, chunk, 0), equalBefore = CountBefore(a, scan, row, chunk, 1);
-        int first = chunk * ChunkSize;
-        LoadKeys(a, keys, inBase, first, Math.Min(n, first + ChunkSize));
-        // Thread t owns a run of PerThread consecutive positions, so one pair of block scans serves the whole chunk.
-        int equals = 0;
+        long state = (long)row * StateInts;
+        var rule = new Selection
+        {
+            Threshold = (uint)a.State[state + ThresholdAt], LastEqual = a.State[state + LastEqualAt],
+            Sinks = Math.Min(a.Sinks, n), WindowStart = WindowStart(a),
+        };
+        rule.AnyForced = first < rule.Sinks || end > rule.WindowStart;
+        int offset = a.Counts[(long)row * Grid.DimX + chunk];
+        StageKeys(a, keys, row, first, end);
+        int taken = 0;
         for (int t = runStart; t < runEnd; t++)
-            if (!Forced(t, sinks, windowStart) && keys[Skewed(t - first)] == threshold) equals++;
-        int equalRank = Scan(scan, equals, out int _) + equalBefore;
-        int selectedHere = 0;
-        for (int t = runStart, rank = equalRank; t < runEnd; t++)
-        {
-            if (Forced(t, sinks, windowStart)) { selectedHere++; continue; }
-            uint key = keys[Skewed(t - first)];
-            if (key > threshold) selectedHere++;
-            else if (key == threshold) { if (rank < needEqual) selectedHere++; rank++; }
-        }
-        int slot = Scan(scan, selectedHere, out int _) + aboveBefore + Math.Min(equalBefore, needEqual);
-        for (int t = runStart, rank = equalRank; t < runEnd; t++)
-        {
-            bool take = Forced(t, sinks, windowStart);
-            if (!take)
-            {
-                uint key = keys[Skewed(t - first)];
-                take = key > threshold || (key == threshold && rank++ < needEqual);
-            }
-            if (take) a.Output[outBase + slot++] = t;
-        }
+            if (rule.Taken(keys[Skewed(t - first)], t)) taken++;
+        int slot = offset + (int)BlockScan.Exclusive(scan, (ulong)taken, out ulong _);
+        if (taken == 0) return; // most runs select nothing
+        for (int t = runStart; t < runEnd; t++)
+            if (rule.Taken(keys[Skewed(t - first)], t)) a.Output[outBase + slot++] = t;
+    }
+
+    /// <summary>Whether a position is selected, once the threshold is known.</summary>
+    private struct Selection
+    {
+        public uint Threshold;
+        public int LastEqual, Sinks, WindowStart;
+        public bool AnyForced;
+
+        public readonly bool Taken(uint key, int t) =>
+            key > Threshold || (key == Threshold && t <= LastEqual) || (AnyForced && Forced(t, Sinks, WindowStart));
     }
 }
