@@ -37,7 +37,6 @@ public sealed class TopKSelectKernel
     public const int ChunkSize = Threads * PerThread;
     private const int SkewedChunk = ChunkSize + ChunkSize / 32;
 
-
     /// <summary>Per-row state ints: candidates; per level: groups done, digit, keys needed with it; threshold; last
     /// position taken among the keys equal to it.</summary>
     private const int StateInts = 10;
@@ -53,7 +52,7 @@ public sealed class TopKSelectKernel
         public ArrayView<int> Output;
         /// <summary>Digit counts [2 levels, rows, 4096], zero before the first launch.</summary>
         public ArrayView<int> Histograms;
-        /// <summary>Per-row state [rows, 8], zero before the first launch.</summary>
+        /// <summary>Per-row state [rows, 10], zero before the first launch.</summary>
         public ArrayView<int> State;
         /// <summary>Per chunk: selected positions outside the candidates, then (after Refine) the chunk's output offset; [rows, chunks].</summary>
         public ArrayView<int> Counts;
