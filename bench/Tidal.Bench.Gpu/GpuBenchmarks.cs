@@ -74,8 +74,27 @@ public static class GpuBenchmarks
             using ITensor w = Fill(DType.F16, rows, cols), x = Fill(DType.F32, cols), y = gpu.Allocate(DType.F32, new Shape(rows));
             Report($"gemv F16 {rows}x{cols}", (long)rows * cols * 2, Time(acc, () => gpu.MatMul(w, x, y)));
         }
+        // Prefill's projections: one chunk of 32 tokens, as a GEMV per token (the batch as the grid's fast axis, weights
+        // shared through L2) and as the register-tiled matmul that GpuBackend.MatMul runs for batches.
+        var matVec = new MatVecKernel(acc);
+        var matMul = new MatMulKernel(acc);
+        const int chunk = 32;
+        foreach ((int rows, int cols) in new[] { (14336, 4096), (4096, 14336) })
+        {
+            using var w = acc.Allocate1D<byte>((long)rows * cols * 2);
+            using var x = acc.Allocate1D<float>((long)chunk * cols);
+            using var y = acc.Allocate1D<float>((long)chunk * rows);
+            w.MemSetToZero();
+            x.MemSetToZero();
+            long fmas = (long)rows * cols * chunk;
+            ReportFlops($"matmul F16 {rows}x{cols} x{chunk} as GEMVs", fmas, Time(acc, () => matVec.Launch(w.View, Format.F16, x.View, y.View, rows, cols, chunk)));
+            ReportFlops($"matmul F16 {rows}x{cols} x{chunk} tiled", fmas, Time(acc, () => matMul.Launch(w.View, Format.F16, x.View, y.View, rows, cols, chunk)));
+        }
         return 0;
     }
+
+    private static void ReportFlops(string name, long fmas, double ms) =>
+        Console.WriteLine($"{name,-46} {ms * 1000,8:F1} us {2 * fmas / (ms * 1e9),8:F1} TFLOP/s");
 
     private static void Report(string name, long bytes, double ms)
     {

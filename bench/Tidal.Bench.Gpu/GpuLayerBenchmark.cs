@@ -23,7 +23,8 @@ public static class GpuLayerBenchmark
         int[] prompt = Enumerable.Range(0, context).Select(_ => random.Next(config.VocabSize)).ToArray();
         var clock = Stopwatch.StartNew();
         session.Prefill(prompt);
-        Console.WriteLine($"layer benchmark: {gpu.Name}; llama-3-8b layer shape, 4 layers, context {context}, budget {budget}; prefill {clock.Elapsed.TotalSeconds:F1} s");
+        gpu.Accelerator.Synchronize(); // launches are queued: without this the first timed steps would wait for prefill's tail
+        Console.WriteLine($"layer benchmark: {gpu.Name}; llama-3-8b layer shape, 4 layers, context {context}, budget {budget}; prefill {clock.Elapsed.TotalSeconds:F2} s ({context / clock.Elapsed.TotalSeconds:F0} tokens/s)");
         var dense = new AttentionPolicy { Name = "dense", Schedule = [LayerAttention.Dense, LayerAttention.Dense, LayerAttention.Dense, LayerAttention.Dense], TokenBudget = budget };
         var select = dense with { Name = "select", Schedule = [LayerAttention.Dense, LayerAttention.Dense, LayerAttention.DenseSelect, LayerAttention.Dense] };
         var reuse = dense with { Name = "select+reuse", Schedule = [LayerAttention.Dense, LayerAttention.Dense, LayerAttention.DenseSelect, LayerAttention.Reuse] };

@@ -73,6 +73,10 @@ public static class GpuVerify
         float[] w32 = Floats(1000 * 1003);
         float[] x32 = Floats(4 * 1003);
         Compare("matmul F32 1000x1003, batch 4 (unaligned)", b => { using var w = Put(b, w32, 1000, 1003); using var xv = Put(b, x32, 4, 1003); using var y = b.Allocate(DType.F32, new Shape(4, 1000)); b.MatMul(w, xv, y); return Get(b, y); });
+        float[] chunk = Floats(37 * 4096);
+        Compare("matmul F16 4096x4096, batch 32 (tiled)", b => { using var w = Put(b, w16, 4096, 4096); using var xv = Put(b, chunk[..(32 * 4096)], 32, 4096); using var y = b.Allocate(DType.F32, new Shape(32, 4096)); b.MatMul(w, xv, y); return Get(b, y); });
+        Compare("matmul BF16 4096x14336, batch 10 (tiled)", b => { using var w = Put(b, wb, 4096, 14336); using var xv = Put(b, chunk[..(10 * 14336)], 10, 14336); using var y = b.Allocate(DType.F32, new Shape(10, 4096)); b.MatMul(w, xv, y); return Get(b, y); });
+        Compare("matmul F32 1000x1000, batch 37 (tiled)", b => { using var w = Put(b, w32[..1000000], 1000, 1000); using var xv = Put(b, chunk[..37000], 37, 1000); using var y = b.Allocate(DType.F32, new Shape(37, 1000)); b.MatMul(w, xv, y); return Get(b, y); });
         BFloat16[] norm = BF16s(4096, 2f);
         Compare("rmsnorm 4096 (BF16 weight)", b => { using var xv = Put(b, x[..4096], 4096); using var w = Put(b, norm, 4096); using var y = b.Allocate(DType.F32, new Shape(4096)); b.RmsNorm(xv, w, 1e-5f, y); return Get(b, y); });
         var rope = new RopeTable(128, 500000f, 8192, new RopeScaling(8f, 1f, 4f, 8192));

@@ -12,44 +12,31 @@ namespace Tidal.Kernels;
 /// <summary>
 /// The ILGPU backend: every <see cref="IBackend"/> operation is a kernel, on CUDA or on ILGPU's CPU accelerator, and
 /// reproduces Tidal.Core's reference bit for bit (decode attention splits exactly as
-/// <see cref="Core.Reference.Attention.DecodeSplitSize"/> says, as the reference does). Kernels are compiled once, here.
+/// <see cref="Core.Reference.Attention.DecodeSplitSize"/> says, as the reference does). Each kernel is compiled once, on first use.
 /// KV caches must be F16. Operations are queued on the accelerator's stream; downloads wait for them.
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
     private readonly TidalAccelerator _device;
-    private readonly ElementwiseKernels _elementwise;
-    private readonly RmsNormKernel _rmsNorm;
-    private readonly MatVecKernel _matVec;
-    private readonly RopeKernel _rope;
-    private readonly AppendKvKernel _append;
-    private readonly DecodeAttentionKernel _attention;
-    private readonly MergeStatesKernel _merge;
-    private readonly GroupScoreKernel _groupScore;
-    private readonly SampleKernel _sample;
-    private readonly TopKSelectKernel _topK;
-    private readonly QuestPagesKernel _pages;
-    private readonly ArgmaxKernel _argmax;
     private readonly Dictionary<string, MemoryBuffer1D<byte, Stride1D.Dense>> _scratch = [];
 
-    /// <summary>Creates the accelerator <paramref name="kind"/> asks for and compiles every kernel.</summary>
-    public GpuBackend(DeviceKind kind = DeviceKind.Auto)
-    {
-        _device = TidalAccelerator.Create(kind);
-        Accelerator a = _device.Accelerator;
-        _elementwise = new ElementwiseKernels(a);
-        _rmsNorm = new RmsNormKernel(a);
-        _matVec = new MatVecKernel(a);
-        _rope = new RopeKernel(a);
-        _append = new AppendKvKernel(a);
-        _attention = new DecodeAttentionKernel(a);
-        _merge = new MergeStatesKernel(a);
-        _groupScore = new GroupScoreKernel(a);
-        _sample = new SampleKernel(a);
-        _topK = new TopKSelectKernel(a);
-        _pages = new QuestPagesKernel(a);
-        _argmax = new ArgmaxKernel(a);
-    }
+    /// <summary>Creates the accelerator <paramref name="kind"/> asks for. Each kernel is compiled on its first use (a
+    /// program that never selects tokens never compiles the top-k kernels).</summary>
+    public GpuBackend(DeviceKind kind = DeviceKind.Auto) => _device = TidalAccelerator.Create(kind);
+
+    private ElementwiseKernels ElementwiseKernels => field ??= new(Accelerator);
+    private RmsNormKernel RmsNormKernel => field ??= new(Accelerator);
+    private MatVecKernel MatVecKernel => field ??= new(Accelerator);
+    private MatMulKernel MatMulKernel => field ??= new(Accelerator);
+    private RopeKernel RopeKernel => field ??= new(Accelerator);
+    private AppendKvKernel AppendKvKernel => field ??= new(Accelerator);
+    private DecodeAttentionKernel DecodeAttentionKernel => field ??= new(Accelerator);
+    private MergeStatesKernel MergeStatesKernel => field ??= new(Accelerator);
+    private GroupScoreKernel GroupScoreKernel => field ??= new(Accelerator);
+    private SampleKernel SampleKernel => field ??= new(Accelerator);
+    private TopKSelectKernel TopKSelectKernel => field ??= new(Accelerator);
+    private QuestPagesKernel QuestPagesKernel => field ??= new(Accelerator);
+    private ArgmaxKernel ArgmaxKernel => field ??= new(Accelerator);
 
     /// <inheritdoc/>
     public string Name => _device.Description;
@@ -94,15 +81,15 @@ public sealed class GpuBackend : IBackend
     {
         int vocab = table.Shape[0], dim = table.Shape[1];
         if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {vocab}.");
-        _elementwise.LaunchEmbed(Gpu(table).View, FormatOf(table), token, dim, F32(output, dim));
+        ElementwiseKernels.LaunchEmbed(Gpu(table).View, FormatOf(table), token, dim, F32(output, dim));
     }
 
     /// <inheritdoc/>
     public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
     {
-        int n = (int)weight.Shape.ElementCount;
-        if (x.Shape.ElementCount != n || y.Shape.ElementCount != n) throw new ArgumentException($"x and y must hold {n} elements like the weight.", nameof(x));
-        _rmsNorm.Launch(F32(x, n), Gpu(weight).View, FormatOf(weight), F32(y, n), 1, n, eps);
+        int n = (int)weight.Shape.ElementCount, rows = Geometry.Rows(x, n, nameof(x));
+        if (y.Shape.ElementCount != x.Shape.ElementCount) throw new ArgumentException($"y ({y.Shape}) must hold as many elements as x ({x.Shape}).", nameof(y));
+        RmsNormKernel.Launch(F32(x, rows * n), Gpu(weight).View, FormatOf(weight), F32(y, rows * n), rows, n, eps);
     }
 
     /// <inheritdoc/>
@@ -113,17 +100,21 @@ public sealed class GpuBackend : IBackend
         if (x.Shape.ElementCount % cols != 0) throw new ArgumentException($"x ({x.Shape}) is not [batch, {cols}].", nameof(x));
         int batch = (int)(x.Shape.ElementCount / cols);
         if (y.Shape.ElementCount != (long)batch * rows) throw new ArgumentException($"y ({y.Shape}) is not [{batch}, {rows}].", nameof(y));
-        _matVec.Launch(Gpu(weight).View, FormatOf(weight), F32(x, batch * cols), F32(y, batch * rows), rows, cols, batch);
+        ArrayView<byte> w = Gpu(weight).View;
+        ArrayView<float> xs = F32(x, batch * cols), ys = F32(y, batch * rows);
+        // A batch of at least one tile reuses each weight load across items; a single row streams the weights once anyway.
+        if (batch >= MatMulKernel.TileItems && MatMulKernel.Supports(w, xs, cols)) MatMulKernel.Launch(w, FormatOf(weight), xs, ys, rows, cols, batch);
+        else MatVecKernel.Launch(w, FormatOf(weight), xs, ys, rows, cols, batch);
     }
 
     /// <inheritdoc/>
     public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
     {
         int half = cos.Shape[cos.Shape.Rank - 1], d = 2 * half;
-        if ((uint)position >= (uint)cos.Shape[0]) throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}).");
-        if (x.Shape.ElementCount % d != 0) throw new ArgumentException($"x ({x.Shape}) is not [heads, {d}].", nameof(x));
-        int heads = (int)(x.Shape.ElementCount / d);
-        _rope.Launch(F32(x, heads * d), F32(cos, (int)cos.Shape.ElementCount), F32(sin, (int)sin.Shape.ElementCount), heads, d, position, layout == RopeLayout.Interleaved ? 1 : 0);
+        (int rows, int heads) = Geometry.RopeRows(x, d);
+        if (position < 0 || position + rows > cos.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}); rows need [{position}, {position + rows}).");
+        RopeKernel.Launch(F32(x, rows * heads * d), F32(cos, (int)cos.Shape.ElementCount), F32(sin, (int)sin.Shape.ElementCount), rows, heads, d, position, layout == RopeLayout.Interleaved ? 1 : 0);
     }
 
     /// <inheritdoc/>
@@ -131,7 +122,7 @@ public sealed class GpuBackend : IBackend
     {
         int n = (int)x.Shape.ElementCount;
         if (y.Shape.ElementCount != n) throw new ArgumentException($"y has {y.Shape.ElementCount} elements but x has {n}.", nameof(y));
-        _elementwise.LaunchAddInPlace(F32(x, n), F32(y, n), n);
+        ElementwiseKernels.LaunchAddInPlace(F32(x, n), F32(y, n), n);
     }
 
     /// <inheritdoc/>
@@ -139,30 +130,32 @@ public sealed class GpuBackend : IBackend
     {
         int n = (int)gate.Shape.ElementCount;
         if (up.Shape.ElementCount != n || output.Shape.ElementCount != n) throw new ArgumentException("gate, up and output must have one length.", nameof(up));
-        _elementwise.LaunchSwiGlu(F32(gate, n), F32(up, n), F32(output, n), n);
+        ElementwiseKernels.LaunchSwiGlu(F32(gate, n), F32(up, n), F32(output, n), n);
     }
 
     /// <inheritdoc/>
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
         (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
-        if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
-            throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
-        if ((uint)position >= (uint)capacity) throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions.");
-        var shape = new AppendKvKernel.AppendShape { KvHeads = kvHeads, Capacity = capacity, HeadDim = d, Position = position, Pages = 0, WriteCache = 1 };
+        int rows = Geometry.Rows(k, (long)kvHeads * d, nameof(k));
+        if (v.Shape.ElementCount != k.Shape.ElementCount)
+            throw new ArgumentException($"k and v must be [rows, {kvHeads}, {d}] alike, got {k.Shape} and {v.Shape}.", nameof(v));
+        if (position < 0 || position + rows > capacity)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions; rows need [{position}, {position + rows}).");
+        var shape = new AppendKvKernel.AppendShape { Rows = rows, KvHeads = kvHeads, Capacity = capacity, HeadDim = d, Position = position, Pages = 0, WriteCache = 1 };
         ArrayView<float> none = Scratch("none", DType.F32, 1).Cast<float>();
-        _append.Launch(F32(k, kvHeads * d), F32(v, kvHeads * d), Gpu(keys).View.Cast<ushort>(), Gpu(values).View.Cast<ushort>(), none, none, shape);
+        AppendKvKernel.Launch(F32(k, rows * kvHeads * d), F32(v, rows * kvHeads * d), Gpu(keys).View.Cast<ushort>(), Gpu(values).View.Cast<ushort>(), none, none, shape);
     }
 
     /// <inheritdoc/>
     public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max)
     {
         int kvHeads = min.Shape[0], pages = min.Shape[1], d = min.Shape[2];
-        if (key.Shape.ElementCount != (long)kvHeads * d) throw new ArgumentException($"key must be [{kvHeads}, {d}], got {key.Shape}.", nameof(key));
-        if (position < 0 || position / Quest.PageSize >= pages) throw new ArgumentException($"position {position} is outside {pages} pages.", nameof(position));
-        var shape = new AppendKvKernel.AppendShape { KvHeads = kvHeads, Capacity = 0, HeadDim = d, Position = position, Pages = pages, WriteCache = 0 };
+        int rows = Geometry.Rows(key, (long)kvHeads * d, nameof(key));
+        if (position < 0 || (position + rows - 1) / Quest.PageSize >= pages) throw new ArgumentException($"positions [{position}, {position + rows}) are outside {pages} pages.", nameof(position));
+        var shape = new AppendKvKernel.AppendShape { Rows = rows, KvHeads = kvHeads, Capacity = 0, HeadDim = d, Position = position, Pages = pages, WriteCache = 0 };
         ArrayView<ushort> none = Scratch("none", DType.F32, 1).Cast<ushort>();
-        _append.Launch(F32(key, kvHeads * d), F32(key, kvHeads * d), none, none, F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), shape);
+        AppendKvKernel.Launch(F32(key, rows * kvHeads * d), F32(key, rows * kvHeads * d), none, none, F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), shape);
     }
 
     /// <inheritdoc/>
@@ -192,8 +185,8 @@ public sealed class GpuBackend : IBackend
                 QStride = width,
                 SplitSize = Core.Reference.Attention.DecodeSplitSize(first + r0 + n - 1), // the largest: shared memory
             };
-            _attention.Launch(args);
-            _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, (long)n * heads)), n);
+            DecodeAttentionKernel.Launch(args);
+            MergeStatesKernel.Launch(Merge(args, Scratch("mergedLse", DType.F32, (long)n * heads)), n);
         }
     }
 
@@ -263,8 +256,8 @@ public sealed class GpuBackend : IBackend
         if (logits is not null) args = args with { Logits = F32(logits, (int)logits.Shape.ElementCount), WriteLogits = 1 };
         if (indices is not null) args = args with { Indices = Gpu(indices).View.Cast<int>() };
         if (logits is not null && logits.Shape.ElementCount < (long)heads * count) throw new ArgumentException($"logits must hold [{heads}, {count}].", nameof(logits));
-        _attention.Launch(args);
-        if (splits > 1) _merge.Launch(Merge(args, Scratch("mergedLse", DType.F32, heads)), rows: 1);
+        DecodeAttentionKernel.Launch(args);
+        if (splits > 1) MergeStatesKernel.Launch(Merge(args, Scratch("mergedLse", DType.F32, heads)), rows: 1);
     }
 
     /// <inheritdoc/>
@@ -279,10 +272,10 @@ public sealed class GpuBackend : IBackend
         if (groups != heads)
         {
             ArrayView<float> aggregated = Scratch("aggregated", DType.F32, (long)groups * length).Cast<float>();
-            _groupScore.Launch(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(), aggregated, heads, groups, length);
+            GroupScoreKernel.Launch(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(), aggregated, heads, groups, length);
             scores = aggregated;
         }
-        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups },
+        TopKSelectKernel.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups },
             TopKScratch(groups, length));
     }
 
@@ -294,11 +287,11 @@ public sealed class GpuBackend : IBackend
         if (pages > maxPages) throw new ArgumentException($"{length} tokens need {pages} pages but the bounds hold {maxPages}.", nameof(length));
         if (indices.Shape.ElementCount != (long)heads * count) throw new ArgumentException($"indices must be [{heads}, {count}].", nameof(indices));
         ArrayView<float> scores = Scratch("pageScores", DType.F32, (long)heads * pages).Cast<float>();
-        _pages.LaunchScore(F32(q, heads * d), F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), scores,
+        QuestPagesKernel.LaunchScore(F32(q, heads * d), F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), scores,
             new QuestPagesKernel.PageShape { Heads = heads, Group = heads / kvHeads, HeadDim = d, Pages = pages, MaxPages = maxPages, Scale = 1f / MathF.Sqrt(d) });
         ArrayView<int> selected = Scratch("pages", DType.I32, (long)heads * kp).Cast<int>();
-        _topK.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads }, TopKScratch(heads, pages));
-        _pages.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
+        TopKSelectKernel.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads }, TopKScratch(heads, pages));
+        QuestPagesKernel.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
     }
 
     /// <inheritdoc/>
@@ -308,7 +301,7 @@ public sealed class GpuBackend : IBackend
         if (temperature == 0) return Argmax(logits);
         int n = (int)logits.Shape.ElementCount;
         ArrayView<int> result = Scratch("sample", DType.I32, 1).Cast<int>();
-        _sample.Launch(new SampleKernel.Args
+        SampleKernel.Launch(new SampleKernel.Args
         {
             Logits = F32(logits, n), Masses = Scratch("masses", DType.I32, 2L * n).Cast<ulong>() /* n 64-bit masses */, Result = result, N = n,
             Temperature = temperature, TopP = topP, Uniform = Sampling.Uniform(seed, step),
@@ -329,7 +322,7 @@ public sealed class GpuBackend : IBackend
     public int Argmax(ITensor logits)
     {
         ArrayView<int> result = Scratch("argmax", DType.I32, 1).Cast<int>();
-        _argmax.Launch(F32(logits, (int)logits.Shape.ElementCount), result, (int)logits.Shape.ElementCount);
+        ArgmaxKernel.Launch(F32(logits, (int)logits.Shape.ElementCount), result, (int)logits.Shape.ElementCount);
         return ReadResult(result);
     }
 

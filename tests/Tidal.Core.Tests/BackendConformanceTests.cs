@@ -90,23 +90,32 @@ public abstract class BackendConformanceTests
     public Property MatMul_MatchesTheReference_Bitwise() =>
         Prop.ForAll((from rows in Gen.Choose(1, 37) from cols in Gen.Choose(1, 700) from batch in Gen.Choose(1, 3)
                      from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols, batch, type)).ToArbitrary(),
-            TestData.Seed.ToArbitrary(), (shape, seed) =>
+            TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
+
+    /// <summary>Prefill-sized batches (a backend may tile them: several weight rows × several items per warp) with
+    /// aligned widths, row counts and batches that leave partial tiles.</summary>
+    [Property(MaxTest = 8)]
+    public Property MatMul_OfBatches_MatchesTheReference_Bitwise() =>
+        Prop.ForAll((from rows in Gen.Choose(1, 37) from chunks in Gen.Choose(1, 80) from batch in Gen.Choose(4, 11)
+                     from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols: 8 * chunks, batch, type)).ToArbitrary(),
+            TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
+
+    private void CheckMatMul(int rows, int cols, int batch, DType type, int seed)
+    {
+        using IBackend backend = CreateBackend();
+        var random = new Random(seed);
+        float[] x = TestData.Floats(random, batch * cols), w = TestData.Floats(random, rows * cols), expected = new float[batch * rows];
+        using ITensor tx = Put(backend, x, batch, cols), ty = backend.Allocate(DType.F32, new Shape(batch, rows));
+        ITensor tw;
+        switch (type)
         {
-            var (rows, cols, batch, type) = shape;
-            using IBackend backend = CreateBackend();
-            var random = new Random(seed);
-            float[] x = TestData.Floats(random, batch * cols), w = TestData.Floats(random, rows * cols), expected = new float[batch * rows];
-            using ITensor tx = Put(backend, x, batch, cols), ty = backend.Allocate(DType.F32, new Shape(batch, rows));
-            ITensor tw;
-            switch (type)
-            {
-                case DType.F16: tw = Put(backend, w.Select(f => (Half)f).ToArray(), rows, cols); Linear.MatMul<Half>(w.Select(f => (Half)f).ToArray(), x, expected, batch); break;
-                case DType.BF16: tw = Put(backend, w.Select(f => (BFloat16)f).ToArray(), rows, cols); Linear.MatMul<BFloat16>(w.Select(f => (BFloat16)f).ToArray(), x, expected, batch); break;
-                default: tw = Put(backend, w, rows, cols); Linear.MatMul<float>(w, x, expected, batch); break;
-            }
-            using (tw) backend.MatMul(tw, tx, ty);
-            TestData.AssertBitwiseEqual(expected, Get(backend, ty), $"matmul {type} {rows}x{cols}, batch {batch}");
-        });
+            case DType.F16: tw = Put(backend, w.Select(f => (Half)f).ToArray(), rows, cols); Linear.MatMul<Half>(w.Select(f => (Half)f).ToArray(), x, expected, batch); break;
+            case DType.BF16: tw = Put(backend, w.Select(f => (BFloat16)f).ToArray(), rows, cols); Linear.MatMul<BFloat16>(w.Select(f => (BFloat16)f).ToArray(), x, expected, batch); break;
+            default: tw = Put(backend, w, rows, cols); Linear.MatMul<float>(w, x, expected, batch); break;
+        }
+        using (tw) backend.MatMul(tw, tx, ty);
+        TestData.AssertBitwiseEqual(expected, Get(backend, ty), $"matmul {type} {rows}x{cols}, batch {batch}");
+    }
 
     /// <summary>A chunk's causal attention, rows read from fused QKV rows, equals each row's decode attention.</summary>
     [Property(MaxTest = 8)]
@@ -126,6 +135,65 @@ public abstract class BackendConformanceTests
                 Attention.DecodeDense(q.AsSpan(r * width, p.Heads * d), new KvView<Half>(k, v, p.KvHeads, cap, d, first + r), expected.AsSpan(r * p.Heads * d, p.Heads * d));
             TestData.AssertBitwiseEqual(expected, Get(backend, output), "causal attention");
             Assert.Throws<ArgumentException>(() => backend.CausalAttention(tq, keys, values, first + 2, output)); // the last row would pass the cache
+        });
+
+    /// <summary>A chunk's row operations (RMSNorm, RoPE at consecutive positions, KV append, page bounds) in one call
+    /// each equal the reference applied row by row; chunks start mid-page and cross pages.</summary>
+    [Property(MaxTest = 6)]
+    public Property ChunkRowOps_MatchTheReference_RowByRow_Bitwise() =>
+        Prop.ForAll((from rows in Gen.Choose(1, 40) from kvHeads in Gen.Choose(1, 3) from d in Gen.Elements(8, 16, 40)
+                     from first in Gen.Choose(0, 40) from seed in TestData.Seed select (rows, kvHeads, d, first, seed)).ToArbitrary(), c =>
+        {
+            var (rows, kvHeads, d, first, seed) = c;
+            using IBackend backend = CreateBackend();
+            var random = new Random(seed);
+            int width = kvHeads * d, cap = first + rows + 5, pages = Quest.PageCount(cap);
+
+            float[] x = TestData.Floats(random, rows * width, 3f), y = new float[x.Length];
+            BFloat16[] w = TestData.BFloat16s(random, width);
+            using ITensor tx = Put(backend, x, rows, width), tw = Put(backend, w, width), ty = backend.Allocate(DType.F32, new Shape(rows, width));
+            backend.RmsNorm(tx, tw, 1e-5f, ty);
+            for (int r = 0; r < rows; r++) RmsNorm.Apply<BFloat16>(x.AsSpan(r * width, width), w, 1e-5f, y.AsSpan(r * width, width));
+            TestData.AssertBitwiseEqual(y, Get(backend, ty), "rmsnorm rows");
+
+            var rope = new RopeTable(d, 10000f, cap);
+            using ITensor cos = Put(backend, rope.CosTable.ToArray(), cap, d / 2), sin = Put(backend, rope.SinTable.ToArray(), cap, d / 2);
+            float[] k = TestData.Floats(random, rows * width), v = TestData.Floats(random, rows * width);
+            using ITensor tk = Put(backend, k, rows, kvHeads, d), tv = Put(backend, v, rows, kvHeads, d);
+            backend.Rope(tk, cos, sin, first, RopeLayout.HalfSplit);
+            for (int r = 0; r < rows; r++) rope.Apply(k.AsSpan(r * width, width), first + r, RopeLayout.HalfSplit);
+            TestData.AssertBitwiseEqual(k, Get(backend, tk), "rope rows");
+
+            using ITensor keys = backend.Allocate(DType.F16, new Shape(kvHeads, cap, d)), values = backend.Allocate(DType.F16, new Shape(kvHeads, cap, d));
+            using ITensor min = backend.Allocate(DType.F32, new Shape(kvHeads, pages, d)), max = backend.Allocate(DType.F32, new Shape(kvHeads, pages, d));
+            var refMin = new float[kvHeads * pages * d];
+            var refMax = new float[refMin.Length];
+            // Positions before the chunk fill the first page partly, so the chunk folds into bounds it did not start.
+            float[] before = TestData.Floats(random, width);
+            using ITensor tb = Put(backend, before, kvHeads, d);
+            for (int t = first - first % Quest.PageSize; t < first; t++)
+            {
+                backend.UpdatePageBounds(tb, t, min, max);
+                Quest.UpdatePageBounds<float>(before, t, kvHeads, refMin, refMax);
+            }
+            backend.AppendKv(keys, values, tk, tv, first);
+            backend.UpdatePageBounds(tk, first, min, max);
+            for (int r = 0; r < rows; r++) Quest.UpdatePageBounds<float>(k.AsSpan(r * width, width), first + r, kvHeads, refMin, refMax);
+            TestData.AssertBitwiseEqual(refMin, Get(backend, min), "page min rows");
+            TestData.AssertBitwiseEqual(refMax, Get(backend, max), "page max rows");
+            var gotK = new Half[kvHeads * cap * d];
+            var gotV = new Half[gotK.Length];
+            backend.Download<Half>(keys, gotK);
+            backend.Download<Half>(values, gotV);
+            for (int r = 0; r < rows; r++)
+                for (int i = 0; i < width; i++)
+                {
+                    int at = ((i / d) * cap + first + r) * d + i % d;
+                    Assert.Equal((Half)k[r * width + i], gotK[at]);
+                    Assert.Equal((Half)v[r * width + i], gotV[at]);
+                }
+            Assert.ThrowsAny<ArgumentException>(() => backend.AppendKv(keys, values, tk, tv, cap - rows + 1)); // the last row would pass the cache
+            Assert.ThrowsAny<ArgumentException>(() => backend.Rope(tk, cos, sin, cap - rows + 1, RopeLayout.HalfSplit));
         });
 
     [Property(MaxTest = 15)]

@@ -65,12 +65,19 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
     {
-        switch (weight.DType)
+        int n = (int)weight.Shape.ElementCount, rows = Geometry.Rows(x, n, nameof(x));
+        if (y.Shape.ElementCount != x.Shape.ElementCount) throw new ArgumentException($"y ({y.Shape}) must hold as many elements as x ({x.Shape}).", nameof(y));
+        for (int r = 0; r < rows; r++)
         {
-            case DType.F32: Reference.RmsNorm.Apply(Read<float>(x), Read<float>(weight), eps, F32(y)); break;
-            case DType.F16: Reference.RmsNorm.Apply(Read<float>(x), Read<Half>(weight), eps, F32(y)); break;
-            case DType.BF16: Reference.RmsNorm.Apply(Read<float>(x), Read<BFloat16>(weight), eps, F32(y)); break;
-            default: throw Unsupported(weight, nameof(weight));
+            ReadOnlySpan<float> row = Read<float>(x).Slice(r * n, n);
+            Span<float> output = F32(y).Slice(r * n, n);
+            switch (weight.DType)
+            {
+                case DType.F32: Reference.RmsNorm.Apply(row, Read<float>(weight), eps, output); break;
+                case DType.F16: Reference.RmsNorm.Apply(row, Read<Half>(weight), eps, output); break;
+                case DType.BF16: Reference.RmsNorm.Apply(row, Read<BFloat16>(weight), eps, output); break;
+                default: throw Unsupported(weight, nameof(weight));
+            }
         }
     }
 
@@ -91,10 +98,13 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
     {
-        int half = cos.Shape[cos.Shape.Rank - 1];
-        if ((uint)position >= (uint)cos.Shape[0])
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}).");
-        Reference.Rope.Rotate(F32(x), 2 * half, Read<float>(cos).Slice(position * half, half), Read<float>(sin).Slice(position * half, half), layout);
+        int half = cos.Shape[cos.Shape.Rank - 1], d = 2 * half;
+        (int rows, int heads) = Geometry.RopeRows(x, d);
+        if (position < 0 || position + rows > cos.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}); rows need [{position}, {position + rows}).");
+        for (int r = 0; r < rows; r++)
+            Reference.Rope.Rotate(F32(x).Slice(r * heads * d, heads * d), d, Read<float>(cos).Slice((position + r) * half, half),
+                Read<float>(sin).Slice((position + r) * half, half), layout);
     }
 
     /// <inheritdoc/>
@@ -107,27 +117,29 @@ public sealed class CpuBackend : IBackend
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
         (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
-        if (k.Shape.ElementCount != (long)kvHeads * d || v.Shape.ElementCount != k.Shape.ElementCount)
-            throw new ArgumentException($"k and v must be [{kvHeads}, {d}], got {k.Shape} and {v.Shape}.", nameof(k));
-        if ((uint)position >= (uint)capacity)
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions.");
+        int rows = Geometry.Rows(k, (long)kvHeads * d, nameof(k));
+        if (v.Shape.ElementCount != k.Shape.ElementCount)
+            throw new ArgumentException($"k and v must be [rows, {kvHeads}, {d}] alike, got {k.Shape} and {v.Shape}.", nameof(v));
+        if (position < 0 || position + rows > capacity)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions; rows need [{position}, {position + rows}).");
         ReadOnlySpan<float> kf = Read<float>(k), vf = Read<float>(v);
-        for (int h = 0; h < kvHeads; h++)
-        {
-            int row = (h * capacity + position) * d;
-            switch (keys.DType)
+        for (int r = 0; r < rows; r++)
+            for (int h = 0; h < kvHeads; h++)
             {
-                case DType.F32:
-                    kf.Slice(h * d, d).CopyTo(F32(keys).Slice(row, d));
-                    vf.Slice(h * d, d).CopyTo(F32(values).Slice(row, d));
-                    break;
-                case DType.F16:
-                    Numerics.Conversions.ToHalf(kf.Slice(h * d, d), Host(keys).AsSpan<Half>().Slice(row, d));
-                    Numerics.Conversions.ToHalf(vf.Slice(h * d, d), Host(values).AsSpan<Half>().Slice(row, d));
-                    break;
-                default: throw Unsupported(keys, nameof(keys));
+                int row = (h * capacity + position + r) * d, from = (r * kvHeads + h) * d;
+                switch (keys.DType)
+                {
+                    case DType.F32:
+                        kf.Slice(from, d).CopyTo(F32(keys).Slice(row, d));
+                        vf.Slice(from, d).CopyTo(F32(values).Slice(row, d));
+                        break;
+                    case DType.F16:
+                        Numerics.Conversions.ToHalf(kf.Slice(from, d), Host(keys).AsSpan<Half>().Slice(row, d));
+                        Numerics.Conversions.ToHalf(vf.Slice(from, d), Host(values).AsSpan<Half>().Slice(row, d));
+                        break;
+                    default: throw Unsupported(keys, nameof(keys));
+                }
             }
-        }
     }
 
     /// <inheritdoc/>
@@ -177,8 +189,11 @@ public sealed class CpuBackend : IBackend
     }
 
     /// <inheritdoc/>
-    public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max) =>
-        Quest.UpdatePageBounds(Read<float>(key), position, min.Shape[0], F32(min), F32(max));
+    public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max)
+    {
+        int kvHeads = min.Shape[0], width = kvHeads * min.Shape[2], rows = Geometry.Rows(key, width, nameof(key));
+        for (int r = 0; r < rows; r++) Quest.UpdatePageBounds(Read<float>(key).Slice(r * width, width), position + r, kvHeads, F32(min), F32(max));
+    }
 
     /// <inheritdoc/>
     public void SelectPages(ITensor q, ITensor min, ITensor max, int length, int pageBudget, ITensor indices)

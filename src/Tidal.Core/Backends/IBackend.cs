@@ -29,13 +29,16 @@ public interface IBackend : IDisposable
     /// <summary><see cref="Elementwise.Embed{T}"/>: row <paramref name="token"/> of table [vocab, dim] into output [dim].</summary>
     void Embed(ITensor table, int token, ITensor output);
 
-    /// <summary><see cref="Reference.RmsNorm.Apply{TW}"/>: x, y [n], weight [n].</summary>
+    /// <summary><see cref="Reference.RmsNorm.Apply{TW}"/> on each row: x, y [rows, n] (a vector is one row), weight [n].</summary>
     void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y);
 
     /// <summary><see cref="Linear.MatMul{TW}"/>: weight [rows, cols], x [batch, cols] → y [batch, rows] (batch 1 for a vector).</summary>
     void MatMul(ITensor weight, ITensor x, ITensor y);
 
-    /// <summary><see cref="Reference.Rope.Rotate"/>: x [heads, d] in place with row <paramref name="position"/> of cos/sin tables [maxPositions, d/2].</summary>
+    /// <summary>
+    /// <see cref="Reference.Rope.Rotate"/> in place: x [rows, heads, d] (a chunk of consecutive tokens) or [heads, d]
+    /// (one token); row r takes row <paramref name="position"/> + r of the cos/sin tables [maxPositions, d/2].
+    /// </summary>
     void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout);
 
     /// <summary><see cref="Elementwise.AddInPlace"/>: x += y.</summary>
@@ -44,7 +47,10 @@ public interface IBackend : IDisposable
     /// <summary><see cref="Elementwise.SwiGlu"/>: output = SiLU(gate) · up.</summary>
     void SwiGlu(ITensor gate, ITensor up, ITensor output);
 
-    /// <summary>Writes k and v ([kvHeads, d], F32) at <paramref name="position"/> of caches [kvHeads, capacity, d] (F32 or F16).</summary>
+    /// <summary>
+    /// Writes k and v (F32, [rows, kvHeads, d] or [kvHeads, d]: one row) into caches [kvHeads, capacity, d] (F32 or
+    /// F16), row r at position <paramref name="position"/> + r.
+    /// </summary>
     void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position);
 
     /// <summary><see cref="Reference.Attention.DecodeDense{T}"/> over the first <paramref name="length"/> positions; logits [nHeads, length] when given.</summary>
@@ -70,7 +76,10 @@ public interface IBackend : IDisposable
     /// </summary>
     void SelectTopK(ITensor logits, int length, int budget, ForcedTokens forced, ITensor indices);
 
-    /// <summary><see cref="Quest.UpdatePageBounds{T}"/>: fold key [kvHeads, d] at position into bounds [kvHeads, maxPages, d].</summary>
+    /// <summary>
+    /// <see cref="Quest.UpdatePageBounds{T}"/>: folds key [rows, kvHeads, d] or [kvHeads, d] (one row) into bounds
+    /// [kvHeads, maxPages, d], row r at position <paramref name="position"/> + r, rows in order.
+    /// </summary>
     void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max);
 
     /// <summary>

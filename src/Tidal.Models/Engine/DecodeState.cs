@@ -14,9 +14,13 @@ public sealed class DecodeState : IDisposable
 {
     private readonly OwnedTensors _owned = new();
 
-    /// <summary>Allocates the state for up to <paramref name="capacity"/> positions, prefilling up to <paramref name="chunk"/> tokens at a time.</summary>
+    /// <summary>
+    /// Allocates the state for up to <paramref name="capacity"/> positions, prefilling up to <paramref name="chunk"/>
+    /// tokens at a time: a larger chunk lets the matmul reuse each weight load across more tokens (bench/RESULTS.md,
+    /// layer benchmark); the results do not depend on it, bit for bit.
+    /// </summary>
     /// <exception cref="ArgumentException">capacity ≤ 0 or larger than the model's trained context.</exception>
-    public DecodeState(LlamaConfig config, IBackend backend, int capacity, DType cacheType, int chunk = 32)
+    public DecodeState(LlamaConfig config, IBackend backend, int capacity, DType cacheType, int chunk = 128)
     {
         if (capacity <= 0) throw new ArgumentException($"capacity must be > 0, got {capacity}.", nameof(capacity));
         if (capacity > config.MaxPositions)
@@ -80,13 +84,14 @@ public sealed class DecodeState : IDisposable
     public ITensor X { get; }
     /// <summary>Normalised residual, [chunk, hidden].</summary>
     public ITensor Normed { get; }
-    /// <summary>Fused Q/K/V, [chunk, (heads + 2·kvHeads)·headDim].</summary>
+    /// <summary>Q, K and V of up to chunk tokens, (heads + 2·kvHeads)·headDim values per token: all queries, then all keys,
+    /// then all values (for one token, its fused QKV row).</summary>
     public ITensor Qkv { get; }
     /// <summary>Attention outputs, [chunk, heads·headDim].</summary>
     public ITensor Attended { get; }
     /// <summary>Projection outputs added to the residual, [chunk, hidden].</summary>
     public ITensor Projected { get; }
-    /// <summary>Fused gate/up outputs, [chunk, 2·intermediate].</summary>
+    /// <summary>Gate and up outputs of up to chunk tokens: all gates, then all ups (for one token, its fused gate/up row).</summary>
     public ITensor GateUp { get; }
     /// <summary>SwiGLU outputs, [chunk, intermediate].</summary>
     public ITensor Hidden { get; }

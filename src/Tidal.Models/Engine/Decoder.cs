@@ -32,42 +32,39 @@ public static class Decoder
     {
         IBackend b = w.Backend;
         LlamaConfig c = w.Config;
-        int n = tokens.Length, pos = s.Length, d = c.HeadDim, ff = c.IntermediateSize;
-        var headRows = new Shape(c.Heads + 2 * c.KvHeads, d); // one token's fused Q/K/V, a head per row
+        int n = tokens.Length, pos = s.Length, d = c.HeadDim, ff = c.IntermediateSize, qWidth = c.Heads * d, kvWidth = c.KvHeads * d;
         if (n > 1 && policy.Schedule.Any(m => m != LayerAttention.Dense))
             throw new ArgumentException("a multi-token chunk (prefill) must use dense attention.", nameof(policy));
         foreach (int token in tokens)
             if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"token id outside the vocabulary of {c.VocabSize}.");
 
-        ITensor x = s.X.Slice(0, n), normed = s.Normed.Slice(0, n), qkv = s.Qkv.Slice(0, n), attended = s.Attended.Slice(0, n);
-        ITensor projected = s.Projected.Slice(0, n), gateUp = s.GateUp.Slice(0, n), hidden = s.Hidden.Slice(0, n);
+        ITensor x = s.X.Slice(0, n), normed = s.Normed.Slice(0, n), attended = s.Attended.Slice(0, n);
+        ITensor projected = s.Projected.Slice(0, n), hidden = s.Hidden.Slice(0, n);
+        // Each projection's outputs for the whole chunk, in regions one after another (see Project).
+        ITensor qkv = s.Qkv.Slice(0, n).Reshape(new Shape(n * (qWidth + 2 * kvWidth)));
+        ITensor q = qkv.Slice(0, n * qWidth).Reshape(new Shape(n, c.Heads, d));
+        ITensor k = qkv.Slice(n * qWidth, n * kvWidth).Reshape(new Shape(n, c.KvHeads, d));
+        ITensor v = qkv.Slice(n * (qWidth + kvWidth), n * kvWidth).Reshape(new Shape(n, c.KvHeads, d));
+        ITensor gateUp = s.GateUp.Slice(0, n).Reshape(new Shape(2 * n * ff));
+        ITensor gate = gateUp.Slice(0, n * ff).Reshape(new Shape(n, ff)), up = gateUp.Slice(n * ff, n * ff).Reshape(new Shape(n, ff));
         for (int r = 0; r < n; r++) b.Embed(w.Embedding, tokens[r], x.Slice(r, 1).Reshape(new Shape(c.HiddenSize)));
 
         for (int l = 0; l < c.Layers; l++)
         {
             LayerWeights lw = w.Layers[l];
-            for (int r = 0; r < n; r++) b.RmsNorm(Row(x, r), lw.AttentionNorm, c.RmsNormEps, Row(normed, r));
-            b.MatMul(lw.Qkv, normed, qkv);
-            for (int r = 0; r < n; r++)
-            {
-                ITensor heads = Row(qkv, r).Reshape(headRows);
-                ITensor q = heads.Slice(0, c.Heads), k = heads.Slice(c.Heads, c.KvHeads), v = heads.Slice(c.Heads + c.KvHeads, c.KvHeads);
-                b.Rope(q, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
-                b.Rope(k, s.RopeCos, s.RopeSin, pos + r, RopeLayout.HalfSplit);
-                b.AppendKv(s.Keys[l], s.Values[l], k, v, pos + r);
-                b.UpdatePageBounds(k, pos + r, s.PageMin[l], s.PageMax[l]);
-            }
-            if (n == 1) Attend(b, s, policy, l, Row(qkv, 0).Reshape(headRows).Slice(0, c.Heads), pos + 1, Row(attended, 0).Reshape(new Shape(c.Heads, d)), c);
-            else b.CausalAttention(qkv, s.Keys[l], s.Values[l], pos + 1, attended); // the token at pos + r sees [0, pos + r]
+            b.RmsNorm(x, lw.AttentionNorm, c.RmsNormEps, normed);
+            Project(b, lw.Qkv, normed, qkv, q, k, v);
+            b.Rope(q, s.RopeCos, s.RopeSin, pos, RopeLayout.HalfSplit); // token r at pos + r
+            b.Rope(k, s.RopeCos, s.RopeSin, pos, RopeLayout.HalfSplit);
+            b.AppendKv(s.Keys[l], s.Values[l], k, v, pos);
+            b.UpdatePageBounds(k, pos, s.PageMin[l], s.PageMax[l]);
+            if (n == 1) Attend(b, s, policy, l, q.Reshape(new Shape(c.Heads, d)), pos + 1, attended.Reshape(new Shape(c.Heads, d)), c);
+            else b.CausalAttention(q.Reshape(new Shape(n, qWidth)), s.Keys[l], s.Values[l], pos + 1, attended); // the token at pos + r sees [0, pos + r]
             b.MatMul(lw.Output, attended, projected);
             b.AddInPlace(x, projected);
-            for (int r = 0; r < n; r++) b.RmsNorm(Row(x, r), lw.MlpNorm, c.RmsNormEps, Row(normed, r));
-            b.MatMul(lw.GateUp, normed, gateUp);
-            for (int r = 0; r < n; r++)
-            {
-                ITensor gateAndUp = Row(gateUp, r).Reshape(new Shape(2, ff));
-                b.SwiGlu(gateAndUp.Slice(0, 1), gateAndUp.Slice(1, 1), hidden.Slice(r, 1));
-            }
+            b.RmsNorm(x, lw.MlpNorm, c.RmsNormEps, normed);
+            Project(b, lw.GateUp, normed, gateUp, gate, up);
+            b.SwiGlu(gate, up, hidden);
             b.MatMul(lw.Down, hidden, projected);
             b.AddInPlace(x, projected);
         }
@@ -99,6 +96,25 @@ public static class Decoder
                 b.SelectPages(q, s.PageMin[layer], s.PageMax[layer], length, policy.PageBudget, tokens);
                 b.SparseAttention(q, s.Keys[layer], s.Values[layer], length, tokens, output);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// input [n, cols] · weightᵀ for a weight that stacks several projections (fused QKV, gate/up), each projection's
+    /// outputs into its own region ([n, rows of that projection], one after another in <paramref name="all"/>). One
+    /// token's fused output row is exactly those regions in sequence, so a decode step fills them with one matmul; a
+    /// chunk takes one matmul per projection (the same dot products, so the same bits).
+    /// </summary>
+    private static void Project(IBackend b, ITensor weight, ITensor input, ITensor all, params ReadOnlySpan<ITensor> parts)
+    {
+        int n = input.Shape[0];
+        if (n == 1) { b.MatMul(weight, input, all); return; }
+        int row = 0;
+        foreach (ITensor part in parts)
+        {
+            int rows = (int)(part.Shape.ElementCount / n);
+            b.MatMul(weight.Slice(row, rows), input, part);
+            row += rows;
         }
     }
 
