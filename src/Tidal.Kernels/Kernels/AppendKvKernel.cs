@@ -4,9 +4,9 @@ using ILGPU.Runtime;
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// Writes new tokens' K and V ([rows, kvHeads, d], F32) into F16 caches [kvHeads, capacity, d] at consecutive positions,
-/// or folds the keys into Quest's page bounds [kvHeads, pages, d]. One thread per (head, channel), taking the rows in
-/// order, so rows that share a page fold in the reference's order.
+/// Writes new tokens' K and V ([rows, kvHeads, d], F32) into F16 caches [kvHeads, capacity, d] at consecutive positions
+/// (one thread per row and channel), or folds the keys into Quest's page bounds [kvHeads, pages, d] (one thread per
+/// page and channel, taking that page's rows in order, as the reference does).
 /// Reference: Tidal.Core.Backends.CpuBackend.AppendKv and Tidal.Core.Reference.Quest.UpdatePageBounds.
 /// </summary>
 public sealed class AppendKvKernel
@@ -39,30 +39,39 @@ public sealed class AppendKvKernel
     /// <summary>Launches one append of <see cref="AppendShape.Rows"/> tokens.</summary>
     public void Launch(ArrayView<float> k, ArrayView<float> v, ArrayView<ushort> keys, ArrayView<ushort> values, ArrayView<float> min, ArrayView<float> max, AppendShape shape)
     {
-        int n = shape.KvHeads * shape.HeadDim;
-        _kernel(new KernelConfig((n + 127) / 128, 128), k, v, keys, values, min, max, shape);
+        long n = (long)Units(shape) * shape.KvHeads * shape.HeadDim;
+        _kernel(new KernelConfig((int)((n + 127) / 128), 128), k, v, keys, values, min, max, shape);
     }
+
+    /// <summary>Rows written, or pages folded into.</summary>
+    private static int Units(in AppendShape s) => s.WriteCache != 0 ? s.Rows : (s.Position + s.Rows - 1) / PageSize - s.Position / PageSize + 1;
+
+    private const int PageSize = Tidal.Core.Reference.Quest.PageSize;
 
     private static void Run(ArrayView<float> k, ArrayView<float> v, ArrayView<ushort> keys, ArrayView<ushort> values, ArrayView<float> min, ArrayView<float> max, AppendShape s)
     {
-        int t = Grid.GlobalIndex.X;
-        if (t >= s.KvHeads * s.HeadDim) return;
-        int head = t / s.HeadDim, i = t % s.HeadDim, width = s.KvHeads * s.HeadDim;
-        for (int r = 0; r < s.Rows; r++)
+        int width = s.KvHeads * s.HeadDim, t = Grid.GlobalIndex.X;
+        if (t >= Units(s) * width) return;
+        int unit = t / width, e = t % width, head = e / s.HeadDim, i = e % s.HeadDim;
+        if (s.WriteCache != 0)
         {
-            int position = s.Position + r;
-            float key = k[(long)r * width + t];
-            if (s.WriteCache != 0)
-            {
-                long at = ((long)head * s.Capacity + position) * s.HeadDim + i;
-                keys[at] = KernelMath.FloatToHalf(key);
-                values[at] = KernelMath.FloatToHalf(v[(long)r * width + t]);
-            }
-            if (s.Pages == 0) continue;
-            long bound = ((long)head * s.Pages + position / 16) * s.HeadDim + i;
-            bool first = position % 16 == 0;
-            min[bound] = first ? key : MathF.Min(min[bound], key);
-            max[bound] = first ? key : MathF.Max(max[bound], key);
+            long at = ((long)head * s.Capacity + s.Position + unit) * s.HeadDim + i;
+            keys[at] = KernelMath.FloatToHalf(k[(long)unit * width + e]);
+            values[at] = KernelMath.FloatToHalf(v[(long)unit * width + e]);
+            return;
         }
+        int page = s.Position / PageSize + unit;
+        int from = Math.Max(s.Position, page * PageSize), to = Math.Min(s.Position + s.Rows, (page + 1) * PageSize);
+        long bound = ((long)head * s.Pages + page) * s.HeadDim + i;
+        float lo = min[bound], hi = max[bound];
+        for (int position = from; position < to; position++)
+        {
+            float key = k[(long)(position - s.Position) * width + e];
+            bool first = position % PageSize == 0;
+            lo = first ? key : MathF.Min(lo, key);
+            hi = first ? key : MathF.Max(hi, key);
+        }
+        min[bound] = lo;
+        max[bound] = hi;
     }
 }

@@ -37,34 +37,41 @@ public sealed class MatVecKernel
 
     private static void Run(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int aligned)
     {
-        int row = Grid.IdxY * WarpsPerGroup + Warp.WarpIdx, b = Grid.IdxX, lane = Warp.LaneIdx;
-        int chunks = (cols + 7) / 8;
-        long rowChunk = (long)(row < rows ? row : 0) * cols / 8;
-        long xOffset = (long)b * cols;
+        int row = Grid.IdxY * WarpsPerGroup + Warp.WarpIdx, b = Grid.IdxX;
+        float sum = WarpDot(w, format, (long)(row < rows ? row : 0) * cols, x, (long)b * cols, cols, aligned);
+        if (Warp.LaneIdx == 0 && row < rows) y[(long)b * rows + row] = sum;
+    }
+
+    /// <summary>
+    /// Σ w[wStart + i] · x[xStart + i] over i &lt; <paramref name="length"/> by one warp in the feature-axis order (every lane
+    /// returns the sum). Aligned (16-byte aligned starts, length a multiple of 8): four 16-byte weight loads in flight
+    /// per lane, accumulated in chunk order (c, c + 32, c + 64, c + 96); otherwise element loads.
+    /// </summary>
+    public static float WarpDot(ArrayView<byte> w, int format, long wStart, ArrayView<float> x, long xStart, int length, int aligned)
+    {
+        int lane = Warp.LaneIdx, chunks = (length + 7) / 8;
         var acc = new Vec8();
         if (aligned != 0)
         {
-            // Four 16-byte weight loads in flight per lane; accumulation stays in chunk order (c, c + 32, c + 64, c + 96).
             ArrayView<byte> xs = x.Cast<byte>();
-            long xChunk = xOffset / 8;
+            long wChunk = wStart / 8, xChunk = xStart / 8;
             int c = lane;
             for (; c + 96 < chunks; c += 128)
             {
-                Vec8 w0 = Loads.Chunk(w, rowChunk + c, format), w1 = Loads.Chunk(w, rowChunk + c + 32, format);
-                Vec8 w2 = Loads.Chunk(w, rowChunk + c + 64, format), w3 = Loads.Chunk(w, rowChunk + c + 96, format);
+                Vec8 w0 = Loads.Chunk(w, wChunk + c, format), w1 = Loads.Chunk(w, wChunk + c + 32, format);
+                Vec8 w2 = Loads.Chunk(w, wChunk + c + 64, format), w3 = Loads.Chunk(w, wChunk + c + 96, format);
                 acc.Fma(w0, Loads.Chunk(xs, xChunk + c, Format.F32));
                 acc.Fma(w1, Loads.Chunk(xs, xChunk + c + 32, Format.F32));
                 acc.Fma(w2, Loads.Chunk(xs, xChunk + c + 64, Format.F32));
                 acc.Fma(w3, Loads.Chunk(xs, xChunk + c + 96, Format.F32));
             }
-            for (; c < chunks; c += 32) acc.Fma(Loads.Chunk(w, rowChunk + c, format), Loads.Chunk(xs, xChunk + c, Format.F32));
+            for (; c < chunks; c += 32) acc.Fma(Loads.Chunk(w, wChunk + c, format), Loads.Chunk(xs, xChunk + c, Format.F32));
         }
         else
         {
             for (int c = lane; c < chunks; c += 32)
-                acc.Fma(Loads.ChunkPadded(w, (long)(row < rows ? row : 0) * cols, c, cols, format), Loads.Activations(x, xOffset, c, cols));
+                acc.Fma(Loads.ChunkPadded(w, wStart, c, length, format), Loads.Activations(x, xStart, c, length));
         }
-        float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc));
-        if (lane == 0 && row < rows) y[(long)b * rows + row] = sum;
+        return KernelMath.FoldLanes(KernelMath.FoldSlots(acc));
     }
 }
