@@ -42,7 +42,7 @@ internal sealed class ModelOptions
         IBackend backend = device switch
         {
             "cpu" => Cpu(cache),
-            "cuda" => new GpuBackend(DeviceKind.Cuda),
+            "cuda" => Compiled(new GpuBackend(DeviceKind.Cuda)),
             _ => CudaOrCpu(cache),
         };
         if (cache == "f32" && backend.KvCacheType != DType.F32)
@@ -53,13 +53,28 @@ internal sealed class ModelOptions
         return backend;
     }
 
+    /// <summary>The backend with its kernels compiled, so that the speeds the commands print exclude compilation.</summary>
+    private static GpuBackend Compiled(GpuBackend gpu)
+    {
+        try
+        {
+            gpu.CompileAll();
+            return gpu;
+        }
+        catch
+        {
+            gpu.Dispose();
+            throw;
+        }
+    }
+
     private static CpuBackend Cpu(string cache) => new(cache == "f16" ? DType.F16 : DType.F32);
 
     private static IBackend CudaOrCpu(string cache)
     {
         try
         {
-            return new GpuBackend(DeviceKind.Cuda);
+            return Compiled(new GpuBackend(DeviceKind.Cuda));
         }
         catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
         {

@@ -38,6 +38,25 @@ public sealed class GpuBackend : IBackend
     private QuestPagesKernel QuestPagesKernel => field ??= new(Accelerator);
     private ArgmaxKernel ArgmaxKernel => field ??= new(Accelerator);
 
+    /// <summary>Compiles every kernel now rather than on first use, so that what is timed afterwards (a prompt's first
+    /// token, the first decode step) does not include compilation.</summary>
+    public void CompileAll()
+    {
+        _ = ElementwiseKernels;
+        _ = RmsNormKernel;
+        _ = MatVecKernel;
+        _ = MatMulKernel;
+        _ = RopeKernel;
+        _ = AppendKvKernel;
+        _ = DecodeAttentionKernel;
+        _ = MergeStatesKernel;
+        _ = GroupScoreKernel;
+        _ = SampleKernel;
+        _ = TopKSelectKernel;
+        _ = QuestPagesKernel;
+        _ = ArgmaxKernel;
+    }
+
     /// <inheritdoc/>
     public string Name => _device.Description;
 

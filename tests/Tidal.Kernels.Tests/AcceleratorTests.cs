@@ -31,6 +31,14 @@ public sealed class AcceleratorTests
         }
     }
 
+    /// <summary>Kernels compile on first use; CompileAll compiles every one up front (and fails here if any cannot).</summary>
+    [Fact]
+    public void CompileAll_CompilesEveryKernel()
+    {
+        using var backend = new GpuBackend(DeviceKind.Cpu);
+        backend.CompileAll();
+    }
+
     [Fact]
     public void Auto_PicksCudaWhenUsable_ElseTheCpuAccelerator_AndSaysWhich()
     {
