@@ -106,8 +106,7 @@ public sealed class GpuBackend : IBackend
     /// <inheritdoc/>
     public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
     {
-        int n = (int)weight.Shape.ElementCount, rows = Geometry.Rows(x, n, nameof(x));
-        if (y.Shape.ElementCount != x.Shape.ElementCount) throw new ArgumentException($"y ({y.Shape}) must hold as many elements as x ({x.Shape}).", nameof(y));
+        int n = (int)weight.Shape.ElementCount, rows = Geometry.NormRows(x, weight, y);
         RmsNormKernel.Launch(F32(x, rows * n), Gpu(weight).View, FormatOf(weight), F32(y, rows * n), rows, n, eps);
     }
 
@@ -130,9 +129,7 @@ public sealed class GpuBackend : IBackend
     public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
     {
         int half = cos.Shape[cos.Shape.Rank - 1], d = 2 * half;
-        (int rows, int heads) = Geometry.RopeRows(x, d);
-        if (position < 0 || position + rows > cos.Shape[0])
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}); rows need [{position}, {position + rows}).");
+        (int rows, int heads) = Geometry.RopeRows(x, cos, position);
         RopeKernel.Launch(F32(x, rows * heads * d), F32(cos, (int)cos.Shape.ElementCount), F32(sin, (int)sin.Shape.ElementCount), rows, heads, d, position, layout == RopeLayout.Interleaved ? 1 : 0);
     }
 
@@ -156,11 +153,7 @@ public sealed class GpuBackend : IBackend
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
         (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
-        int rows = Geometry.Rows(k, (long)kvHeads * d, nameof(k));
-        if (v.Shape.ElementCount != k.Shape.ElementCount)
-            throw new ArgumentException($"k and v must be [rows, {kvHeads}, {d}] alike, got {k.Shape} and {v.Shape}.", nameof(v));
-        if (position < 0 || position + rows > capacity)
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions; rows need [{position}, {position + rows}).");
+        int rows = Geometry.AppendRows(keys, k, v, position);
         var shape = new AppendKvKernel.AppendShape { Rows = rows, KvHeads = kvHeads, Capacity = capacity, HeadDim = d, Position = position, Pages = 0, WriteCache = 1 };
         ArrayView<float> none = Scratch("none", DType.F32, 1).Cast<float>();
         AppendKvKernel.Launch(F32(k, rows * kvHeads * d), F32(v, rows * kvHeads * d), Gpu(keys).View.Cast<ushort>(), Gpu(values).View.Cast<ushort>(), none, none, shape);
@@ -170,8 +163,7 @@ public sealed class GpuBackend : IBackend
     public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max)
     {
         int kvHeads = min.Shape[0], pages = min.Shape[1], d = min.Shape[2];
-        int rows = Geometry.Rows(key, (long)kvHeads * d, nameof(key));
-        if (position < 0 || (position + rows - 1) / Quest.PageSize >= pages) throw new ArgumentException($"positions [{position}, {position + rows}) are outside {pages} pages.", nameof(position));
+        int rows = Geometry.BoundRows(key, position, min);
         var shape = new AppendKvKernel.AppendShape { Rows = rows, KvHeads = kvHeads, Capacity = 0, HeadDim = d, Position = position, Pages = pages, WriteCache = 0 };
         ArrayView<ushort> none = Scratch("none", DType.F32, 1).Cast<ushort>();
         AppendKvKernel.Launch(F32(key, rows * kvHeads * d), F32(key, rows * kvHeads * d), none, none, F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), shape);

@@ -65,8 +65,7 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void RmsNorm(ITensor x, ITensor weight, float eps, ITensor y)
     {
-        int n = (int)weight.Shape.ElementCount, rows = Geometry.Rows(x, n, nameof(x));
-        if (y.Shape.ElementCount != x.Shape.ElementCount) throw new ArgumentException($"y ({y.Shape}) must hold as many elements as x ({x.Shape}).", nameof(y));
+        int n = (int)weight.Shape.ElementCount, rows = Geometry.NormRows(x, weight, y);
         for (int r = 0; r < rows; r++)
         {
             ReadOnlySpan<float> row = Read<float>(x).Slice(r * n, n);
@@ -99,9 +98,7 @@ public sealed class CpuBackend : IBackend
     public void Rope(ITensor x, ITensor cos, ITensor sin, int position, RopeLayout layout)
     {
         int half = cos.Shape[cos.Shape.Rank - 1], d = 2 * half;
-        (int rows, int heads) = Geometry.RopeRows(x, d);
-        if (position < 0 || position + rows > cos.Shape[0])
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}); rows need [{position}, {position + rows}).");
+        (int rows, int heads) = Geometry.RopeRows(x, cos, position);
         for (int r = 0; r < rows; r++)
             Reference.Rope.Rotate(F32(x).Slice(r * heads * d, heads * d), d, Read<float>(cos).Slice((position + r) * half, half),
                 Read<float>(sin).Slice((position + r) * half, half), layout);
@@ -117,11 +114,7 @@ public sealed class CpuBackend : IBackend
     public void AppendKv(ITensor keys, ITensor values, ITensor k, ITensor v, int position)
     {
         (int kvHeads, int capacity, int d) = Geometry.Cache(keys);
-        int rows = Geometry.Rows(k, (long)kvHeads * d, nameof(k));
-        if (v.Shape.ElementCount != k.Shape.ElementCount)
-            throw new ArgumentException($"k and v must be [rows, {kvHeads}, {d}] alike, got {k.Shape} and {v.Shape}.", nameof(v));
-        if (position < 0 || position + rows > capacity)
-            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions; rows need [{position}, {position + rows}).");
+        int rows = Geometry.AppendRows(keys, k, v, position);
         ReadOnlySpan<float> kf = Read<float>(k), vf = Read<float>(v);
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < kvHeads; h++)
@@ -191,7 +184,7 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void UpdatePageBounds(ITensor key, int position, ITensor min, ITensor max)
     {
-        int kvHeads = min.Shape[0], width = kvHeads * min.Shape[2], rows = Geometry.Rows(key, width, nameof(key));
+        int kvHeads = min.Shape[0], width = kvHeads * min.Shape[2], rows = Geometry.BoundRows(key, position, min);
         for (int r = 0; r < rows; r++) Quest.UpdatePageBounds(Read<float>(key).Slice(r * width, width), position + r, kvHeads, F32(min), F32(max));
     }
 

@@ -18,13 +18,50 @@ public static class Geometry
             ? (int)(x.Shape.ElementCount / rowElements)
             : throw new ArgumentException($"{name} ({x.Shape}) is not a whole number of rows of {rowElements} elements.", name);
 
-    /// <summary>Rows and heads per row of a <see cref="IBackend.Rope"/> operand: [rows, heads, d], or [heads, d] (one row).</summary>
-    /// <exception cref="ArgumentException">x is not made of head vectors of <paramref name="d"/> elements.</exception>
-    public static (int Rows, int Heads) RopeRows(ITensor x, int d)
+    /// <summary>Rows of an <see cref="IBackend.RmsNorm"/>: x and y [rows, n] for a weight of n elements.</summary>
+    public static int NormRows(ITensor x, ITensor weight, ITensor y)
     {
+        int rows = Rows(x, weight.Shape.ElementCount, nameof(x));
+        if (y.Shape.ElementCount != x.Shape.ElementCount) throw new ArgumentException($"y ({y.Shape}) must hold as many elements as x ({x.Shape}).", nameof(y));
+        return rows;
+    }
+
+    /// <summary>Rows and heads per row of a <see cref="IBackend.Rope"/> operand, [rows, heads, d] or [heads, d] (one row),
+    /// whose positions [position, position + rows) the tables [maxPositions, d/2] must cover.</summary>
+    /// <exception cref="ArgumentException">x is not made of head vectors of d elements, or a row's position is outside the tables.</exception>
+    public static (int Rows, int Heads) RopeRows(ITensor x, ITensor cos, int position)
+    {
+        int d = 2 * cos.Shape[cos.Shape.Rank - 1];
         if (x.Shape.Rank == 3 && x.Shape[2] != d) throw new ArgumentException($"x ({x.Shape}) must be [rows, heads, {d}].", nameof(x));
         int rows = x.Shape.Rank == 3 ? x.Shape[0] : 1;
+        if (position < 0 || position + rows > cos.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"RoPE tables cover positions [0, {cos.Shape[0]}); rows need [{position}, {position + rows}).");
         return (rows, Rows(x, (long)rows * d, nameof(x)));
+    }
+
+    /// <summary>Rows of an <see cref="IBackend.AppendKv"/>: k and v [rows, kvHeads, d] written at [position, position + rows).</summary>
+    /// <exception cref="ArgumentException">k and v do not match the cache, or the rows pass its end.</exception>
+    public static int AppendRows(ITensor keys, ITensor k, ITensor v, int position)
+    {
+        (int kvHeads, int capacity, int d) = Cache(keys);
+        int rows = Rows(k, (long)kvHeads * d, nameof(k));
+        if (v.Shape.ElementCount != k.Shape.ElementCount)
+            throw new ArgumentException($"k and v must be [rows, {kvHeads}, {d}] alike, got {k.Shape} and {v.Shape}.", nameof(v));
+        if (position < 0 || position + rows > capacity)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"the KV cache holds {capacity} positions; rows need [{position}, {position + rows}).");
+        return rows;
+    }
+
+    /// <summary>Rows of an <see cref="IBackend.UpdatePageBounds"/>: key [rows, kvHeads, d] folded at [position, position + rows)
+    /// into bounds [kvHeads, maxPages, d].</summary>
+    /// <exception cref="ArgumentException">key does not match the bounds, or a row's page is outside them.</exception>
+    public static int BoundRows(ITensor key, int position, ITensor min)
+    {
+        int kvHeads = min.Shape[0], pages = min.Shape[1], d = min.Shape[2];
+        int rows = Rows(key, (long)kvHeads * d, nameof(key));
+        if (position < 0 || (position + rows - 1) / Reference.Quest.PageSize >= pages)
+            throw new ArgumentException($"positions [{position}, {position + rows}) are outside {pages} pages.", nameof(position));
+        return rows;
     }
 
     /// <summary>Rows, query heads and head dimension of <see cref="IBackend.CausalAttention"/>'s arguments.</summary>

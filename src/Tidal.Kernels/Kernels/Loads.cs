@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 
 namespace Tidal.Kernels.Kernels;
 
@@ -16,6 +17,14 @@ public static class Format
 /// <summary>Chunk loads: 8 consecutive elements as floats, with 16-byte (F16/BF16) or 2×16-byte (F32) loads.</summary>
 public static class Loads
 {
+    /// <summary>Whether rows of <paramref name="length"/> elements of <paramref name="raw"/> and <paramref name="x"/> can be read
+    /// as whole 16-byte chunks (<see cref="Chunk"/>): both views 16-byte aligned, the length a multiple of 8.</summary>
+    public static bool ChunksAligned(int length, ArrayView<byte> raw, ArrayView<float> x) =>
+        length % 8 == 0 && IsAligned(raw) && IsAligned(x);
+
+    /// <summary>Whether a view starts on a 16-byte boundary.</summary>
+    public static bool IsAligned<T>(ArrayView<T> view) where T : unmanaged => view.LoadEffectiveAddressAsPtr() % 16 == 0;
+
     /// <summary>
     /// Elements [8·chunk, 8·chunk + 8) of <paramref name="raw"/> (a byte view of F32/F16/BF16 data whose base is
     /// 16-byte aligned), widened exactly.

@@ -60,7 +60,7 @@ public sealed class MatMulKernel
 
     /// <summary>Whether the kernel can run these operands: 16-byte aligned rows of a multiple of 8 elements.</summary>
     public static bool Supports(ArrayView<byte> w, ArrayView<float> x, int cols) =>
-        cols % 8 == 0 && w.LoadEffectiveAddressAsPtr() % 16 == 0 && x.LoadEffectiveAddressAsPtr() % 16 == 0;
+        Loads.ChunksAligned(cols, w, x);
 
     /// <summary>y [batch, rows] = x [batch, cols] · wᵀ, w [rows, cols] in <paramref name="format"/>; see <see cref="Supports"/>.</summary>
     public void Launch(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int batch)

@@ -31,7 +31,7 @@ public sealed class MatVecKernel
     /// </summary>
     public void Launch(ArrayView<byte> w, int format, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int batch)
     {
-        int aligned = cols % 8 == 0 && w.LoadEffectiveAddressAsPtr() % 16 == 0 && x.LoadEffectiveAddressAsPtr() % 16 == 0 ? 1 : 0;
+        int aligned = Loads.ChunksAligned(cols, w, x) ? 1 : 0;
         _kernel(new KernelConfig(new Index2D(batch, (rows + WarpsPerGroup - 1) / WarpsPerGroup), new Index2D(32 * WarpsPerGroup, 1)), w, format, x, y, rows, cols, aligned);
     }
 

@@ -20,7 +20,7 @@ public sealed class RmsNormKernel
     /// <summary>Normalises <paramref name="rows"/> rows of x [rows, n] into y with weight [n] in <paramref name="format"/>.</summary>
     public void Launch(ArrayView<float> x, ArrayView<byte> weight, int format, ArrayView<float> y, int rows, int n, float eps)
     {
-        int aligned = n % 8 == 0 && x.LoadEffectiveAddressAsPtr() % 16 == 0 && y.LoadEffectiveAddressAsPtr() % 16 == 0 && weight.LoadEffectiveAddressAsPtr() % 16 == 0 ? 1 : 0;
+        int aligned = Loads.ChunksAligned(n, weight, x) && Loads.IsAligned(y) ? 1 : 0;
         _kernel(new KernelConfig(rows, Threads), x, weight, format, y, n, eps, aligned);
     }
 

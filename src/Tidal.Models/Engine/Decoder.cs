@@ -47,6 +47,9 @@ public static class Decoder
         ITensor v = qkv.Slice(n * (qWidth + kvWidth), n * kvWidth).Reshape(new Shape(n, c.KvHeads, d));
         ITensor gateUp = s.GateUp.Slice(0, n).Reshape(new Shape(2 * n * ff));
         ITensor gate = gateUp.Slice(0, n * ff).Reshape(new Shape(n, ff)), up = gateUp.Slice(n * ff, n * ff).Reshape(new Shape(n, ff));
+        // Attention's views of the queries and outputs: one token's heads, or a chunk's rows.
+        ITensor queries = n == 1 ? q.Reshape(new Shape(c.Heads, d)) : q.Reshape(new Shape(n, qWidth));
+        ITensor outputs = n == 1 ? attended.Reshape(new Shape(c.Heads, d)) : attended;
         for (int r = 0; r < n; r++) b.Embed(w.Embedding, tokens[r], x.Slice(r, 1).Reshape(new Shape(c.HiddenSize)));
 
         for (int l = 0; l < c.Layers; l++)
@@ -58,8 +61,8 @@ public static class Decoder
             b.Rope(k, s.RopeCos, s.RopeSin, pos, RopeLayout.HalfSplit);
             b.AppendKv(s.Keys[l], s.Values[l], k, v, pos);
             b.UpdatePageBounds(k, pos, s.PageMin[l], s.PageMax[l]);
-            if (n == 1) Attend(b, s, policy, l, q.Reshape(new Shape(c.Heads, d)), pos + 1, attended.Reshape(new Shape(c.Heads, d)), c);
-            else b.CausalAttention(q.Reshape(new Shape(n, qWidth)), s.Keys[l], s.Values[l], pos + 1, attended); // the token at pos + r sees [0, pos + r]
+            if (n == 1) Attend(b, s, policy, l, queries, pos + 1, outputs, c);
+            else b.CausalAttention(queries, s.Keys[l], s.Values[l], pos + 1, outputs); // the token at pos + r sees [0, pos + r]
             b.MatMul(lw.Output, attended, projected);
             b.AddInPlace(x, projected);
             b.RmsNorm(x, lw.MlpNorm, c.RmsNormEps, normed);
