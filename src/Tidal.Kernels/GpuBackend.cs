@@ -356,14 +356,19 @@ public sealed class GpuBackend : IBackend
 
     private ArrayView<int> TopKScratch(int rows, int n) => Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(rows, n)).Cast<int>();
 
-    /// <summary>A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand.</summary>
+    /// <summary>
+    /// A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand by at least half its
+    /// size: scratch that follows the context (top-k's, Quest's) would otherwise be freed and reallocated on every
+    /// step, and a free synchronizes the device, draining the launches queued ahead of it.
+    /// </summary>
     private ArrayView<byte> Scratch(string name, DType type, long count)
     {
         long bytes = Math.Max(count, 1) * type.SizeOf();
         if (!_scratch.TryGetValue(name, out var buffer) || buffer.Length < bytes)
         {
+            long grown = buffer is null ? 0 : buffer.Length + buffer.Length / 2;
             buffer?.Dispose();
-            _scratch[name] = buffer = _device.Allocate(Math.Max(bytes, 256));
+            _scratch[name] = buffer = _device.Allocate(Math.Max(Math.Max(bytes, grown), 256));
         }
         return buffer.View;
     }
