@@ -92,6 +92,14 @@ public abstract class BackendConformanceTests
                      from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols, batch, type)).ToArbitrary(),
             TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
 
+    /// <summary>Decode-sized batches with aligned widths (a backend may keep several batches of chunks in flight per
+    /// lane): from one chunk to several full batches of 4 × 32 chunks, ending in partial batches.</summary>
+    [Property(MaxTest = 10)]
+    public Property MatMul_OfAlignedRows_MatchesTheReference_Bitwise() =>
+        Prop.ForAll((from rows in Gen.Choose(1, 37) from chunks in Gen.Choose(1, 420) from batch in Gen.Choose(1, 3)
+                     from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols: 8 * chunks, batch, type)).ToArbitrary(),
+            TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
+
     /// <summary>Prefill-sized batches (a backend may tile them: several weight rows × several items per warp) with
     /// aligned widths, row counts and batches that leave partial tiles.</summary>
     [Property(MaxTest = 8)]

@@ -170,16 +170,6 @@ public sealed class DecodeAttentionKernel
         return v;
     }
 
-    private static Vec8 Widen(U4 u)
-    {
-        var v = new Vec8();
-        v.F0 = KernelMath.HalfToFloat(u.X & 0xFFFF); v.F1 = KernelMath.HalfToFloat(u.X >> 16);
-        v.F2 = KernelMath.HalfToFloat(u.Y & 0xFFFF); v.F3 = KernelMath.HalfToFloat(u.Y >> 16);
-        v.F4 = KernelMath.HalfToFloat(u.Z & 0xFFFF); v.F5 = KernelMath.HalfToFloat(u.Z >> 16);
-        v.F6 = KernelMath.HalfToFloat(u.W & 0xFFFF); v.F7 = KernelMath.HalfToFloat(u.W >> 16);
-        return v;
-    }
-
     private static float Dot8(in Vec8 k, in Vec8 q)
     {
         var s = new Vec8();
@@ -198,7 +188,7 @@ public sealed class DecodeAttentionKernel
     private static void ScoreToken(in Args a, ArrayView<float> probs, int S, int hb, int P, bool writer, int slot, int part, int n, int j, U4 raw,
         in Vec8 q0, in Vec8 q1, in Vec8 q2, in Vec8 q3)
     {
-        Vec8 k = Widen(raw);
+        Vec8 k = Loads.WidenF16(raw);
         float r0 = Dot8(k, q0), r1 = hb > 1 ? Dot8(k, q1) : 0f, r2 = hb > 2 ? Dot8(k, q2) : 0f, r3 = hb > 2 ? Dot8(k, q3) : 0f;
         int h = P / 2;
         if (hb == 4)
@@ -223,7 +213,7 @@ public sealed class DecodeAttentionKernel
     private static void Accumulate(ArrayView<float> probs, int S, int hb, int j, U4 raw, ref float d0, ref float d1, ref float d2, ref float d3,
         ref Vec8 o0, ref Vec8 o1, ref Vec8 o2, ref Vec8 o3)
     {
-        Vec8 v = Widen(raw);
+        Vec8 v = Loads.WidenF16(raw);
         float p0 = probs[j];
         d0 = KernelMath.Add(d0, p0); o0.Fma(p0, v);
         if (hb > 1) { float p1 = probs[S + j]; d1 = KernelMath.Add(d1, p1); o1.Fma(p1, v); }
@@ -234,33 +224,6 @@ public sealed class DecodeAttentionKernel
             d3 = KernelMath.Add(d3, p3); o3.Fma(p3, v);
         }
     }
-
-    /// <summary>
-    /// Folds the 8 channels of a slot accumulator over the 32 lanes (token slots) by a transposed butterfly: at the xor-16,
-    /// 8 and 4 steps a lane keeps half of its channels (by lane bits 4, 3, 2) and adds the partner's copy of those; the
-    /// xor-2 and 1 steps fold the one channel left. Each sum is L[i] + L[i + h] of the canonical halving (addition
-    /// commutes), so the bits equal eight separate folds, in 9 shuffles instead of 40. Returns channel
-    /// <see cref="FoldedChannel"/>(lane)'s total.
-    /// </summary>
-    private static float FoldChannels(in Vec8 v, int lane)
-    {
-        bool b4 = (lane & 16) != 0, b3 = (lane & 8) != 0, b2 = (lane & 4) != 0;
-        // xor 16: keep channels 4..7 on high lanes, 0..3 on low ones.
-        float a0 = KernelMath.Add(b4 ? v.F4 : v.F0, Warp.ShuffleXor(b4 ? v.F0 : v.F4, 16));
-        float a1 = KernelMath.Add(b4 ? v.F5 : v.F1, Warp.ShuffleXor(b4 ? v.F1 : v.F5, 16));
-        float a2 = KernelMath.Add(b4 ? v.F6 : v.F2, Warp.ShuffleXor(b4 ? v.F2 : v.F6, 16));
-        float a3 = KernelMath.Add(b4 ? v.F7 : v.F3, Warp.ShuffleXor(b4 ? v.F3 : v.F7, 16));
-        // xor 8: keep the upper two of those on lanes with bit 3.
-        float c0 = KernelMath.Add(b3 ? a2 : a0, Warp.ShuffleXor(b3 ? a0 : a2, 8));
-        float c1 = KernelMath.Add(b3 ? a3 : a1, Warp.ShuffleXor(b3 ? a1 : a3, 8));
-        // xor 4: keep the upper one on lanes with bit 2; then fold it over the last 4 lanes.
-        float e = KernelMath.Add(b2 ? c1 : c0, Warp.ShuffleXor(b2 ? c0 : c1, 4));
-        e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
-        return KernelMath.Add(e, Warp.ShuffleXor(e, 1));
-    }
-
-    /// <summary>The channel whose total <see cref="FoldChannels"/> leaves on <paramref name="lane"/>.</summary>
-    private static int FoldedChannel(int lane) => ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
 
     private static void Run<T>(Args a) where T : struct, ITokenList
     {
@@ -360,10 +323,10 @@ public sealed class DecodeAttentionKernel
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
         int valid = n > 0 ? 1 : 0;
         ArrayView<float> target = splits <= 1 ? a.Output : a.Partials;
-        int channel = warp * 8 + FoldedChannel(lane);
+        int channel = warp * 8 + KernelMath.FoldedChannel(lane);
         for (int h = 0; h < hb; h++)
         {
-            float o = FoldChannels(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3, lane);
+            float o = KernelMath.FoldChannels(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3, lane);
             float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3);
             int head = firstHead + h;
             long state = ((long)row * a.SplitsPerRow + split) * a.Heads + head;

@@ -169,6 +169,33 @@ public static class KernelMath
     /// <summary>Folds a lane's 8 slots in the feature-axis order: ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).</summary>
     public static float FoldSlots(in Vec8 s) => Add(Add(Add(s.F0, s.F4), Add(s.F2, s.F6)), Add(Add(s.F1, s.F5), Add(s.F3, s.F7)));
 
+    /// <summary>
+    /// Folds the 8 channels of a slot accumulator over the 32 lanes (token slots) by a transposed butterfly: at the xor-16,
+    /// 8 and 4 steps a lane keeps half of its channels (by lane bits 4, 3, 2) and adds the partner's copy of those; the
+    /// xor-2 and 1 steps fold the one channel left. Each sum is L[i] + L[i + h] of the canonical halving (addition
+    /// commutes), so the bits equal eight separate folds, in 9 shuffles instead of 40. Returns channel
+    /// <see cref="FoldedChannel"/>(lane)'s total.
+    /// </summary>
+    public static float FoldChannels(in Vec8 v, int lane)
+    {
+        bool b4 = (lane & 16) != 0, b3 = (lane & 8) != 0, b2 = (lane & 4) != 0;
+        // xor 16: keep channels 4..7 on high lanes, 0..3 on low ones.
+        float a0 = KernelMath.Add(b4 ? v.F4 : v.F0, Warp.ShuffleXor(b4 ? v.F0 : v.F4, 16));
+        float a1 = KernelMath.Add(b4 ? v.F5 : v.F1, Warp.ShuffleXor(b4 ? v.F1 : v.F5, 16));
+        float a2 = KernelMath.Add(b4 ? v.F6 : v.F2, Warp.ShuffleXor(b4 ? v.F2 : v.F6, 16));
+        float a3 = KernelMath.Add(b4 ? v.F7 : v.F3, Warp.ShuffleXor(b4 ? v.F3 : v.F7, 16));
+        // xor 8: keep the upper two of those on lanes with bit 3.
+        float c0 = KernelMath.Add(b3 ? a2 : a0, Warp.ShuffleXor(b3 ? a0 : a2, 8));
+        float c1 = KernelMath.Add(b3 ? a3 : a1, Warp.ShuffleXor(b3 ? a1 : a3, 8));
+        // xor 4: keep the upper one on lanes with bit 2; then fold it over the last 4 lanes.
+        float e = KernelMath.Add(b2 ? c1 : c0, Warp.ShuffleXor(b2 ? c0 : c1, 4));
+        e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
+        return KernelMath.Add(e, Warp.ShuffleXor(e, 1));
+    }
+
+    /// <summary>The channel whose total <see cref="FoldChannels"/> leaves on <paramref name="lane"/>.</summary>
+    public static int FoldedChannel(int lane) => ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
+
     /// <summary>Folds the 32 lanes' values by halving (xor 16, 8, 4, 2, 1); every lane ends with the sum. Written out
     /// step by step: ILGPU does not unroll loops, and a loop would cost a compare, a shift and a branch per step.</summary>
     public static float FoldLanes(float v)

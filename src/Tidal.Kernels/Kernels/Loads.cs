@@ -41,20 +41,28 @@ public static class Loads
             return v;
         }
         U4 u = raw.Cast<U4>()[chunk];
-        if (format == Format.F16)
-        {
-            v.F0 = KernelMath.HalfToFloat(u.X & 0xFFFF); v.F1 = KernelMath.HalfToFloat(u.X >> 16);
-            v.F2 = KernelMath.HalfToFloat(u.Y & 0xFFFF); v.F3 = KernelMath.HalfToFloat(u.Y >> 16);
-            v.F4 = KernelMath.HalfToFloat(u.Z & 0xFFFF); v.F5 = KernelMath.HalfToFloat(u.Z >> 16);
-            v.F6 = KernelMath.HalfToFloat(u.W & 0xFFFF); v.F7 = KernelMath.HalfToFloat(u.W >> 16);
-        }
-        else
-        {
-            v.F0 = KernelMath.BFloat16ToFloat(u.X); v.F1 = KernelMath.BFloat16ToFloat(u.X >> 16);
-            v.F2 = KernelMath.BFloat16ToFloat(u.Y); v.F3 = KernelMath.BFloat16ToFloat(u.Y >> 16);
-            v.F4 = KernelMath.BFloat16ToFloat(u.Z); v.F5 = KernelMath.BFloat16ToFloat(u.Z >> 16);
-            v.F6 = KernelMath.BFloat16ToFloat(u.W); v.F7 = KernelMath.BFloat16ToFloat(u.W >> 16);
-        }
+        return format == Format.F16 ? WidenF16(u) : WidenBF16(u);
+    }
+
+    /// <summary>Eight binary16 values (a 16-byte chunk, lowest element in the low half of X) as floats, exactly.</summary>
+    public static Vec8 WidenF16(U4 u)
+    {
+        var v = new Vec8();
+        v.F0 = KernelMath.HalfToFloat(u.X & 0xFFFF); v.F1 = KernelMath.HalfToFloat(u.X >> 16);
+        v.F2 = KernelMath.HalfToFloat(u.Y & 0xFFFF); v.F3 = KernelMath.HalfToFloat(u.Y >> 16);
+        v.F4 = KernelMath.HalfToFloat(u.Z & 0xFFFF); v.F5 = KernelMath.HalfToFloat(u.Z >> 16);
+        v.F6 = KernelMath.HalfToFloat(u.W & 0xFFFF); v.F7 = KernelMath.HalfToFloat(u.W >> 16);
+        return v;
+    }
+
+    /// <summary>Eight bfloat16 values (a 16-byte chunk) as floats, exactly.</summary>
+    public static Vec8 WidenBF16(U4 u)
+    {
+        var v = new Vec8();
+        v.F0 = KernelMath.BFloat16ToFloat(u.X); v.F1 = KernelMath.BFloat16ToFloat(u.X >> 16);
+        v.F2 = KernelMath.BFloat16ToFloat(u.Y); v.F3 = KernelMath.BFloat16ToFloat(u.Y >> 16);
+        v.F4 = KernelMath.BFloat16ToFloat(u.Z); v.F5 = KernelMath.BFloat16ToFloat(u.Z >> 16);
+        v.F6 = KernelMath.BFloat16ToFloat(u.W); v.F7 = KernelMath.BFloat16ToFloat(u.W >> 16);
         return v;
     }
 

@@ -51,7 +51,11 @@ public sealed class MergeStatesKernel
         if (splits <= 1) return;
         long first = (long)row * a.SplitsPerRow * heads + head; // state s of this (row, head) is at first + s · heads
         float m = float.NegativeInfinity;
-        for (int s = lane; s < splits; s += 32) m = MathF.Max(m, a.Lses[first + (long)s * heads]);
+        for (int s = lane; s < splits; s += 128)
+        {
+            float l0 = Lse(a, first, s, splits), l1 = Lse(a, first, s + 32, splits), l2 = Lse(a, first, s + 64, splits), l3 = Lse(a, first, s + 96, splits);
+            m = MathF.Max(m, MathF.Max(MathF.Max(l0, l1), MathF.Max(l2, l3)));
+        }
         for (int x = 16; x >= 1; x /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, x));
         long at = ((long)row * heads + head) * d + chunk * 8;
         if (m == float.NegativeInfinity)
@@ -60,29 +64,43 @@ public sealed class MergeStatesKernel
             if (chunk == 0 && lane == 0) a.Lse[(long)row * heads + head] = m;
             return;
         }
+        // Slot `lane` adds its states s, s + 32, … in order; four states' loads are issued together.
         float total = 0f;
         var o = new Vec8();
         ArrayView<F4> partials = a.Partials.Cast<F4>();
-        for (int s = lane; s < splits; s += 32)
+        for (int s = lane; s < splits; s += 128)
         {
-            long state = first + (long)s * heads;
-            float w = KernelMath.Exp(KernelMath.Sub(a.Lses[state], m));
-            total = KernelMath.Add(total, w);
-            long p = (state * d + chunk * 8) / 4;
-            F4 x = partials[p], y = partials[p + 1];
-            o.F0 = KernelMath.Fma(w, x.X, o.F0); o.F1 = KernelMath.Fma(w, x.Y, o.F1);
-            o.F2 = KernelMath.Fma(w, x.Z, o.F2); o.F3 = KernelMath.Fma(w, x.W, o.F3);
-            o.F4 = KernelMath.Fma(w, y.X, o.F4); o.F5 = KernelMath.Fma(w, y.Y, o.F5);
-            o.F6 = KernelMath.Fma(w, y.Z, o.F6); o.F7 = KernelMath.Fma(w, y.W, o.F7);
+            float l0 = Lse(a, first, s, splits), l1 = Lse(a, first, s + 32, splits), l2 = Lse(a, first, s + 64, splits), l3 = Lse(a, first, s + 96, splits);
+            Vec8 p0 = Partial(a, partials, first, s, splits, chunk), p1 = Partial(a, partials, first, s + 32, splits, chunk);
+            Vec8 p2 = Partial(a, partials, first, s + 64, splits, chunk), p3 = Partial(a, partials, first, s + 96, splits, chunk);
+            AddState(l0, p0, m, ref total, ref o);
+            if (s + 32 < splits) AddState(l1, p1, m, ref total, ref o);
+            if (s + 64 < splits) AddState(l2, p2, m, ref total, ref o);
+            if (s + 96 < splits) AddState(l3, p3, m, ref total, ref o);
         }
         total = KernelMath.FoldLanes(total);
-        float r0 = KernelMath.FoldLanes(o.F0), r1 = KernelMath.FoldLanes(o.F1), r2 = KernelMath.FoldLanes(o.F2), r3 = KernelMath.FoldLanes(o.F3);
-        float r4 = KernelMath.FoldLanes(o.F4), r5 = KernelMath.FoldLanes(o.F5), r6 = KernelMath.FoldLanes(o.F6), r7 = KernelMath.FoldLanes(o.F7);
-        if (lane == 0)
-        {
-            a.Output[at] = r0 / total; a.Output[at + 1] = r1 / total; a.Output[at + 2] = r2 / total; a.Output[at + 3] = r3 / total;
-            a.Output[at + 4] = r4 / total; a.Output[at + 5] = r5 / total; a.Output[at + 6] = r6 / total; a.Output[at + 7] = r7 / total;
-            if (chunk == 0) a.Lse[(long)row * heads + head] = KernelMath.Add(m, KernelMath.Log(total));
-        }
+        float channel = KernelMath.FoldChannels(o, lane);
+        if ((lane & 3) == 0) a.Output[at + KernelMath.FoldedChannel(lane)] = channel / total;
+        if (chunk == 0 && lane == 0) a.Lse[(long)row * heads + head] = KernelMath.Add(m, KernelMath.Log(total));
+    }
+
+    private static float Lse(in Args a, long first, int s, int splits) => s < splits ? a.Lses[first + (long)s * a.Heads] : float.NegativeInfinity;
+
+    private static Vec8 Partial(in Args a, ArrayView<F4> partials, long first, int s, int splits, int chunk)
+    {
+        var v = new Vec8();
+        if (s >= splits) return v;
+        long p = ((first + (long)s * a.Heads) * a.HeadDim + chunk * 8) / 4;
+        F4 x = partials[p], y = partials[p + 1];
+        v.F0 = x.X; v.F1 = x.Y; v.F2 = x.Z; v.F3 = x.W; v.F4 = y.X; v.F5 = y.Y; v.F6 = y.Z; v.F7 = y.W;
+        return v;
+    }
+
+    /// <summary>Adds state weight w = e^(lse − m) to the total and w · partial to the output slots, with fma.</summary>
+    private static void AddState(float lse, in Vec8 p, float m, ref float total, ref Vec8 o)
+    {
+        float w = KernelMath.Exp(KernelMath.Sub(lse, m));
+        total = KernelMath.Add(total, w);
+        o.Fma(w, p);
     }
 }
