@@ -7,7 +7,8 @@ using Tidal.Kernels.Accelerators;
 //   engine MODEL_DIR [N]   tidal-tiny greedy decoding on GPU vs CPU for N steps (default 256), per policy
 //   gpu [profile]          kernel timings vs the peak read bandwidth measured in the same run (profile: each op twice, for ncu)
 //   layer CONTEXT [BUDGET] decode-step time per Llama-3-8B-shaped layer: dense vs selection vs sparse
-const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu [profile] | layer CONTEXT [BUDGET]";
+//   ptx DIR KERNEL...      the PTX of kernels for sm_90, for ptxas/cuobjdump off-line (no GPU needed; see PtxDump)
+const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu [profile] | layer CONTEXT [BUDGET] | ptx DIR Class:Method[:Threads:Groups][@TypeArg]...";
 switch (args)
 {
     case ["verify"]:
@@ -18,6 +19,8 @@ switch (args)
         using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuBenchmarks.Run(gpu, rest is ["profile"]);
     case ["layer", var context, .. var b]:
         using (var gpu = new GpuBackend(DeviceKind.Cuda)) return GpuLayerBenchmark.Run(gpu, int.Parse(context), b is [var k] ? int.Parse(k) : 2048);
+    case ["ptx", var directory, .. var kernels] when kernels.Length > 0:
+        return PtxDump.Run(directory, kernels);
     default:
         Console.Error.WriteLine(usage);
         return 2;
