@@ -12,7 +12,7 @@ namespace Tidal.Bench.Gpu;
 /// `ptx DIR KERNEL...`: writes the PTX that ILGPU generates for Tidal kernels on sm_90 (no GPU needed), so that
 /// `ptxas -arch=sm_90 -v` (registers, spills) and `cuobjdump -sass` (instructions per token) can be read off-line.
 /// A kernel is `Class:Method`, optionally `:Threads:GroupsPerSm` for the launch bounds the kernel is loaded with, and
-/// `@TypeArgument` for a generic kernel (a nested type of the class), e.g. `DecodeAttentionKernel:Run:512:2@PositionRange`.
+/// `@TypeArgument` for a generic kernel (a type of Tidal.Kernels.Kernels or nested in the class), e.g. `DecodeAttentionKernel:Run:512:2@PositionRange`.
 /// </summary>
 public static class PtxDump
 {
@@ -34,10 +34,10 @@ public static class PtxDump
             }
             if (method.IsGenericMethodDefinition)
             {
-                Type? argument = generic.Length > 1 ? type!.GetNestedType(generic[1]) : null;
+                Type? argument = generic.Length > 1 ? type!.GetNestedType(generic[1]) ?? type.Assembly.GetType("Tidal.Kernels.Kernels." + generic[1]) : null;
                 if (argument is null)
                 {
-                    Console.Error.WriteLine($"ptx: {generic[0]} is generic: name its type argument, a nested type of {parts[0]}, after '@'.");
+                    Console.Error.WriteLine($"ptx: {generic[0]} is generic: name its type argument (a type of Tidal.Kernels.Kernels, or nested in {parts[0]}) after '@'.");
                     return 2;
                 }
                 method = method.MakeGenericMethod(argument);

@@ -19,34 +19,6 @@ public sealed class MatMulKernel
 
     private const int WarpsPerGroup = 4;
 
-    /// <summary>How a weight format turns chunk c of the weights (8 elements) into floats.</summary>
-    public interface IWeights
-    {
-        /// <summary>Elements [8c, 8c + 8) of <paramref name="w"/>, widened exactly.</summary>
-        Vec8 Load(ArrayView<byte> w, long c);
-    }
-
-    /// <summary>binary16 weights: one 16-byte load per chunk.</summary>
-    public struct F16Weights : IWeights
-    {
-        /// <inheritdoc/>
-        public readonly Vec8 Load(ArrayView<byte> w, long c) => Loads.Chunk(w, c, Format.F16);
-    }
-
-    /// <summary>bfloat16 weights: one 16-byte load per chunk.</summary>
-    public struct BF16Weights : IWeights
-    {
-        /// <inheritdoc/>
-        public readonly Vec8 Load(ArrayView<byte> w, long c) => Loads.Chunk(w, c, Format.BF16);
-    }
-
-    /// <summary>binary32 weights: two 16-byte loads per chunk.</summary>
-    public struct F32Weights : IWeights
-    {
-        /// <inheritdoc/>
-        public readonly Vec8 Load(ArrayView<byte> w, long c) => Loads.Chunk(w, c, Format.F32);
-    }
-
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>[] _kernels;
 
     /// <summary>Compiles the kernel for each weight format (indexed by <see cref="Format"/>).</summary>

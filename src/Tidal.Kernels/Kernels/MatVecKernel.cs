@@ -24,27 +24,6 @@ public sealed class MatVecKernel
     private readonly Action<KernelConfig, ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int, int> _kernel;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int> _f16, _bf16;
 
-    /// <summary>How a 16-bit weight format widens a raw 16-byte chunk.</summary>
-    public interface IHalfWeights
-    {
-        /// <summary>The chunk's 8 elements as floats, exactly.</summary>
-        Vec8 Widen(U4 raw);
-    }
-
-    /// <summary>binary16 weights.</summary>
-    public struct F16Weights : IHalfWeights
-    {
-        /// <inheritdoc/>
-        public readonly Vec8 Widen(U4 raw) => Loads.WidenF16(raw);
-    }
-
-    /// <summary>bfloat16 weights.</summary>
-    public struct BF16Weights : IHalfWeights
-    {
-        /// <inheritdoc/>
-        public readonly Vec8 Widen(U4 raw) => Loads.WidenBF16(raw);
-    }
-
     /// <summary>Compiles the kernels, on CUDA with registers capped so that 8 groups share an SM: a 4096-row matrix
     /// (1024 groups) then runs in one wave on 132 SMs (uncapped, the loads in flight took ~70 registers, 7 groups
     /// per SM, and a second, nearly empty wave made the 4096×14336 GEMV 1.3× slower).</summary>
