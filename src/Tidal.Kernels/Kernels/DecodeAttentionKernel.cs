@@ -159,6 +159,10 @@ public sealed class DecodeAttentionKernel
     private static int Row<T>(in Args a, ArrayView<int> list, int chunks, int j) where T : struct, ITokenList =>
         default(T).Position(a, list, j) * chunks;
 
+    /// <summary>This thread's V chunk of entry j (zero past the split's n entries).</summary>
+    private static U4 Value<T>(in Args a, ArrayView<U4> values, ArrayView<int> list, int chunks, int n, int j) where T : struct, ITokenList =>
+        j < n ? values[Row<T>(a, list, chunks, j)] : default;
+
     private static Vec8 QueryChunk(in Args a, int row, int head, int part, int chunks)
     {
         var v = new Vec8();
@@ -274,6 +278,10 @@ public sealed class DecodeAttentionKernel
             ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
             ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j3, k3, q0, q1, q2, q3);
         }
+        // Phase 3's first four V rows of this lane's token slots: they do not wait for the scores, so their loads fly
+        // during phase 2 (later rounds load after each round's accumulation, as before).
+        U4 v0 = Value<T>(a, values, list, chunks, n, lane), v1 = Value<T>(a, values, list, chunks, n, lane + 32);
+        U4 v2 = Value<T>(a, values, list, chunks, n, lane + 64), v3 = Value<T>(a, values, list, chunks, n, lane + 96);
         Group.Barrier();
 
         // Phase 2: per head m = max s_j (exact in any order), logits out, p_j = Exp(s_j − m).
@@ -310,14 +318,12 @@ public sealed class DecodeAttentionKernel
         for (int j0 = lane; j0 < n; j0 += 128)
         {
             int j1 = j0 + 32, j2 = j0 + 64, j3 = j0 + 96;
-            U4 v0 = values[Row<T>(a, list, chunks, j0)];
-            U4 v1 = j1 < n ? values[Row<T>(a, list, chunks, j1)] : default;
-            U4 v2 = j2 < n ? values[Row<T>(a, list, chunks, j2)] : default;
-            U4 v3 = j3 < n ? values[Row<T>(a, list, chunks, j3)] : default;
             Accumulate(probs, S, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             if (j1 < n) Accumulate(probs, S, hb, j1, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             if (j2 < n) Accumulate(probs, S, hb, j2, v2, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             if (j3 < n) Accumulate(probs, S, hb, j3, v3, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            v0 = Value<T>(a, values, list, chunks, n, j0 + 128); v1 = Value<T>(a, values, list, chunks, n, j1 + 128);
+            v2 = Value<T>(a, values, list, chunks, n, j2 + 128); v3 = Value<T>(a, values, list, chunks, n, j3 + 128);
         }
 
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
