@@ -12,7 +12,8 @@ namespace Tidal.Bench.Gpu;
 /// `ptx DIR KERNEL...`: writes the PTX that ILGPU generates for Tidal kernels on sm_90 (no GPU needed), so that
 /// `ptxas -arch=sm_90 -v` (registers, spills) and `cuobjdump -sass` (instructions per token) can be read off-line.
 /// A kernel is `Class:Method`, optionally `:Threads:GroupsPerSm` for the launch bounds the kernel is loaded with, and
-/// `@TypeArgument` for a generic kernel (a type of Tidal.Kernels.Kernels or nested in the class), e.g. `DecodeAttentionKernel:Run:512:2@PositionRange`.
+/// `@TypeArgument[,TypeArgument]` for a generic kernel (types of Tidal.Kernels.Kernels or nested in the class), e.g.
+/// `MatVecKernel:RunHalf:128:8@F16Weights`.
 /// </summary>
 public static class PtxDump
 {
@@ -34,17 +35,17 @@ public static class PtxDump
             }
             if (method.IsGenericMethodDefinition)
             {
-                Type? argument = generic.Length > 1 ? type!.GetNestedType(generic[1]) ?? type.Assembly.GetType("Tidal.Kernels.Kernels." + generic[1]) : null;
-                if (argument is null)
+                Type?[] arguments = generic.Length > 1 ? generic[1].Split(',').Select(n => type!.GetNestedType(n) ?? type.Assembly.GetType("Tidal.Kernels.Kernels." + n)).ToArray() : [];
+                if (arguments.Length != method.GetGenericArguments().Length || arguments.Any(t => t is null))
                 {
-                    Console.Error.WriteLine($"ptx: {generic[0]} is generic: name its type argument (a type of Tidal.Kernels.Kernels, or nested in {parts[0]}) after '@'.");
+                    Console.Error.WriteLine($"ptx: {generic[0]} is generic: name its {method.GetGenericArguments().Length} type argument(s) (types of Tidal.Kernels.Kernels, or nested in {parts[0]}) after '@', separated by commas.");
                     return 2;
                 }
-                method = method.MakeGenericMethod(argument);
+                method = method.MakeGenericMethod(arguments!);
             }
             var bounds = parts.Length > 3 ? new KernelSpecialization(int.Parse(parts[2]), int.Parse(parts[3])) : KernelSpecialization.Empty;
             var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), bounds);
-            string path = Path.Combine(directory, string.Join('.', parts) + ".ptx");
+            string path = Path.Combine(directory, string.Join('.', parts) + (generic.Length > 1 ? "." + generic[1].Replace(',', '.') : "") + ".ptx");
             File.WriteAllText(path, compiled.PTXAssembly);
             Console.WriteLine($"{spec}: {path}");
         }

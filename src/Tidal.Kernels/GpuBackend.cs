@@ -48,7 +48,7 @@ public sealed class GpuBackend : IBackend
         _ = MatMulKernel;
         _ = RopeKernel;
         _ = AppendKvKernel;
-        _ = DecodeAttentionKernel;
+        DecodeAttentionKernel.CompileAll();
         _ = MergeStatesKernel;
         _ = GroupScoreKernel;
         _ = SampleKernel;

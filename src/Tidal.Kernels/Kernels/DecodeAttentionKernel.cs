@@ -110,18 +110,67 @@ public sealed class DecodeAttentionKernel
         public readonly int Position(in Args a, ArrayView<int> list, int j) => list[j];
     }
 
-    private readonly Action<KernelConfig, Args> _range, _rangeTwoPerSm, _indexed, _indexedTwoPerSm;
-
-    /// <summary>Compiles the kernel per token-list kind: once for any head dimension and once for d ≤ 128 with registers
-    /// capped so that two groups of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped
-    /// by another's work).</summary>
-    public DecodeAttentionKernel(Accelerator accelerator)
+    /// <summary>How many query heads a group serves, compiled in (1, 2 or 4): the head loops and folds then carry no
+    /// runtime tests of the block size.</summary>
+    public interface IHeadBlock
     {
-        bool cuda = accelerator.AcceleratorType == AcceleratorType.Cuda; // the CPU accelerator rejects launch bounds
-        _range = accelerator.LoadStreamKernel<Args>(Run<PositionRange>);
-        _indexed = accelerator.LoadStreamKernel<Args>(Run<IndexSet>);
-        _rangeTwoPerSm = cuda ? accelerator.LoadStreamKernel<Args>(Run<PositionRange>, new KernelSpecialization(TwoPerSmThreads, 2)) : _range;
-        _indexedTwoPerSm = cuda ? accelerator.LoadStreamKernel<Args>(Run<IndexSet>, new KernelSpecialization(TwoPerSmThreads, 2)) : _indexed;
+        /// <summary>Query heads per group.</summary>
+        int Heads { get; }
+    }
+
+    /// <summary>One head per group (per-query-head index sets, or group sizes not divisible by 2).</summary>
+    public struct OneHead : IHeadBlock
+    {
+        /// <inheritdoc/>
+        public readonly int Heads => 1;
+    }
+
+    /// <summary>Two heads per group.</summary>
+    public struct TwoHeads : IHeadBlock
+    {
+        /// <inheritdoc/>
+        public readonly int Heads => 2;
+    }
+
+    /// <summary>Four heads per group.</summary>
+    public struct FourHeads : IHeadBlock
+    {
+        /// <inheritdoc/>
+        public readonly int Heads => 4;
+    }
+
+    private readonly Accelerator _accelerator;
+    private readonly Action<KernelConfig, Args>?[] _kernels = new Action<KernelConfig, Args>?[12];
+
+    /// <summary>Prepares the kernel; each variant (token-list kind × heads per group × launch bounds) compiles on its
+    /// first launch, or all at once in <see cref="CompileAll"/>.</summary>
+    public DecodeAttentionKernel(Accelerator accelerator) => _accelerator = accelerator;
+
+    /// <summary>Compiles every variant now.</summary>
+    public void CompileAll()
+    {
+        foreach (bool range in new[] { true, false })
+            foreach (int hb in new[] { 1, 2, 4 })
+                foreach (bool two in new[] { true, false })
+                    _ = Kernel(range, hb, two);
+    }
+
+    /// <summary>The variant for a token-list kind and block size: for d ≤ 128 with registers capped so that two groups
+    /// of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped by another's work).</summary>
+    private Action<KernelConfig, Args> Kernel(bool range, int hb, bool two)
+    {
+        two &= _accelerator.AcceleratorType == AcceleratorType.Cuda; // the CPU accelerator rejects launch bounds
+        var bounds = two ? new KernelSpecialization(TwoPerSmThreads, 2) : KernelSpecialization.Empty;
+        int index = (range ? 0 : 6) + 2 * (hb / 2) + (two ? 1 : 0);
+        return _kernels[index] ??= (range, hb) switch
+        {
+            (true, 1) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, OneHead>, bounds),
+            (true, 2) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, TwoHeads>, bounds),
+            (true, _) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, FourHeads>, bounds),
+            (false, 1) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, OneHead>, bounds),
+            (false, 2) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, TwoHeads>, bounds),
+            (false, _) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, FourHeads>, bounds),
+        };
     }
 
     private const int TwoPerSmThreads = 512;
@@ -149,8 +198,7 @@ public sealed class DecodeAttentionKernel
         if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
         int shared = args.HeadsPerBlock * (args.SplitSize + warps);
-        bool two = 32 * warps <= TwoPerSmThreads;
-        (args.Mode == Modes.Range ? two ? _rangeTwoPerSm : _range : two ? _indexedTwoPerSm : _indexed)(
+        Kernel(args.Mode == Modes.Range, args.HeadsPerBlock, 32 * warps <= TwoPerSmThreads)(
             new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
     }
 
@@ -210,7 +258,12 @@ public sealed class DecodeAttentionKernel
             r0 = KernelMath.Add(keep, Warp.ShuffleXor(send, h));
             h /= 2;
         }
-        for (; h >= 1; h /= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, h));
+        // The rest of the halving, written out (ILGPU does not unroll loops): h is a power of two below 32, or 0.
+        if (h >= 16) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 16));
+        if (h >= 8) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 8));
+        if (h >= 4) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 4));
+        if (h >= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 2));
+        if (h >= 1) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 1));
         if (j < n && writer) probs[slot * S + j] = KernelMath.Mul(r0, a.Scale);
     }
 
@@ -229,10 +282,10 @@ public sealed class DecodeAttentionKernel
         }
     }
 
-    private static void Run<T>(Args a) where T : struct, ITokenList
+    private static void Run<T, H>(Args a) where T : struct, ITokenList where H : struct, IHeadBlock
     {
         ArrayView<float> shared = SharedMemory.GetDynamic<float>();
-        int hb = a.HeadsPerBlock, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
+        int hb = default(H).Heads, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
         int tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
         int count = a.Count + row; // a causal row sees one more position than the row before
         int d = a.HeadDim, chunks = d / 8, threads = Group.DimX, S = a.Rows > 1 ? Tidal.Core.Reference.Attention.DecodeSplitSize(count) : a.SplitSize;
