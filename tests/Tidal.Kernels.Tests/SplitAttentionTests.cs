@@ -18,6 +18,7 @@ public sealed class SplitAttentionTests : IDisposable
     [InlineData(1100, 8, 1, 4, 513)]
     [InlineData(1200, 64, 1, 4, 1100)]
     [InlineData(70000, 8, 1, 2, 600)]
+    [InlineData(1300, 128, 2, 4, 700)]
     public void DenseAndGathered_AcrossSplits_EqualReferencePartialsMerged(int length, int d, int kvHeads, int group, int k)
     {
         int heads = kvHeads * group, split = Attention.DecodeSplitSize(Math.Min(length, k));

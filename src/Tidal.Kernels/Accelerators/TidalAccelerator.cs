@@ -41,7 +41,8 @@ public sealed class TidalAccelerator : IDisposable
         {
             builder.Optimize(OptimizationLevel.O2).EnableAlgorithms();
             if (kind != DeviceKind.Cpu) builder.Cuda();
-            builder.CPU(new CPUDevice(32, 8, 1));
+            // 16 warps: groups of 512 threads, as decode attention launches for d = 128, so CI tests that variant too.
+            builder.CPU(new CPUDevice(32, 16, 1));
         });
         try
         {

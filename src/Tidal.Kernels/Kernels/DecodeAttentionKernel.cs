@@ -17,7 +17,9 @@ namespace Tidal.Kernels.Kernels;
 /// heads · log2(P);</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
 /// <item>lane t of warp c is token slot t (tokens t, t + 32, …, in order) for channels [8c, 8c + 8): 16 bytes of V per
-/// token, four tokens in flight, p·v with fma; the 32 slots then fold by shuffle-xor halving.</item>
+/// token, two tokens in flight (four would exceed the 64 registers two groups per SM allow: the spills cost 25 %), p·v
+/// with fma, the block's probabilities of a token side by side in shared memory (one load); the 32 slots then fold by
+/// shuffle-xor halving.</item>
 /// </list>
 /// Reference: Tidal.Core.Reference.Attention.Partial / SparsePerQueryHead / SparsePerKvHead / SparseShared, bit for bit.
 /// </summary>
@@ -139,39 +141,78 @@ public sealed class DecodeAttentionKernel
         public readonly int Heads => 4;
     }
 
-    private readonly Accelerator _accelerator;
-    private readonly Action<KernelConfig, Args>?[] _kernels = new Action<KernelConfig, Args>?[12];
+    /// <summary>How many 8-channel chunks a head has: compiled in for d = 128 (every Llama-3 size), so that the lanes
+    /// per token, the tokens per pass and the fold's steps are constants; read from the arguments otherwise.</summary>
+    public interface IHeadDim
+    {
+        /// <summary>HeadDim / 8.</summary>
+        int Chunks(in Args a);
 
-    /// <summary>Prepares the kernel; each variant (token-list kind × heads per group × launch bounds) compiles on its
-    /// first launch, or all at once in <see cref="CompileAll"/>.</summary>
+        /// <summary>Lanes per token in the score phase: the chunks rounded up to a power of two, at least the block's heads.</summary>
+        int LanesPerToken(in Args a, int hb);
+    }
+
+    /// <summary>d = 128.</summary>
+    public struct Dim128 : IHeadDim
+    {
+        /// <inheritdoc/>
+        public readonly int Chunks(in Args a) => 16;
+
+        /// <inheritdoc/>
+        public readonly int LanesPerToken(in Args a, int hb) => 16;
+    }
+
+    /// <summary>Any d (a multiple of 8, at most 256).</summary>
+    public struct AnyHeadDim : IHeadDim
+    {
+        /// <inheritdoc/>
+        public readonly int Chunks(in Args a) => a.HeadDim / 8;
+
+        /// <inheritdoc/>
+        public readonly int LanesPerToken(in Args a, int hb)
+        {
+            int p = hb;
+            while (p < a.HeadDim / 8) p *= 2;
+            return p;
+        }
+    }
+
+    private readonly Accelerator _accelerator;
+    private readonly Action<KernelConfig, Args>?[] _kernels = new Action<KernelConfig, Args>?[18];
+
+    /// <summary>Prepares the kernel; each variant (token-list kind × heads per group × head dimension and launch
+    /// bounds) compiles on its first launch, or in <see cref="CompileAll"/>.</summary>
     public DecodeAttentionKernel(Accelerator accelerator) => _accelerator = accelerator;
 
-    /// <summary>Compiles every variant now.</summary>
+    /// <summary>Compiles now every variant for head dimensions up to 128 (larger ones compile on first use).</summary>
     public void CompileAll()
     {
         foreach (bool range in new[] { true, false })
             foreach (int hb in new[] { 1, 2, 4 })
-                foreach (bool two in new[] { true, false })
-                    _ = Kernel(range, hb, two);
+                foreach (int headDim in new[] { 128, 64 })
+                    _ = Kernel(range, hb, headDim);
     }
 
-    /// <summary>The variant for a token-list kind and block size: for d ≤ 128 with registers capped so that two groups
-    /// of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped by another's work).</summary>
-    private Action<KernelConfig, Args> Kernel(bool range, int hb, bool two)
+    /// <summary>The variant for a token-list kind, block size and head dimension: for d ≤ 128 with registers capped so
+    /// that two groups of 512 threads share an SM (one group per SM leaves the loads of one phase unoverlapped by
+    /// another's work).</summary>
+    private Action<KernelConfig, Args> Kernel(bool range, int hb, int headDim)
     {
-        two &= _accelerator.AcceleratorType == AcceleratorType.Cuda; // the CPU accelerator rejects launch bounds
+        int dim = headDim == 128 ? 0 : 32 * headDim / 8 <= TwoPerSmThreads ? 1 : 2;
+        bool two = dim < 2 && _accelerator.AcceleratorType == AcceleratorType.Cuda; // the CPU accelerator rejects launch bounds
         var bounds = two ? new KernelSpecialization(TwoPerSmThreads, 2) : KernelSpecialization.Empty;
-        int index = (range ? 0 : 6) + 2 * (hb / 2) + (two ? 1 : 0);
-        return _kernels[index] ??= (range, hb) switch
-        {
-            (true, 1) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, OneHead>, bounds),
-            (true, 2) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, TwoHeads>, bounds),
-            (true, _) => _accelerator.LoadStreamKernel<Args>(Run<PositionRange, FourHeads>, bounds),
-            (false, 1) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, OneHead>, bounds),
-            (false, 2) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, TwoHeads>, bounds),
-            (false, _) => _accelerator.LoadStreamKernel<Args>(Run<IndexSet, FourHeads>, bounds),
-        };
+        return _kernels[(range ? 0 : 9) + 3 * (hb / 2) + dim] ??= range ? Load<PositionRange>(hb, dim, bounds) : Load<IndexSet>(hb, dim, bounds);
     }
+
+    private Action<KernelConfig, Args> Load<T>(int hb, int dim, KernelSpecialization bounds) where T : struct, ITokenList => hb switch
+    {
+        1 => Load<T, OneHead>(dim, bounds),
+        2 => Load<T, TwoHeads>(dim, bounds),
+        _ => Load<T, FourHeads>(dim, bounds),
+    };
+
+    private Action<KernelConfig, Args> Load<T, H>(int dim, KernelSpecialization bounds) where T : struct, ITokenList where H : struct, IHeadBlock =>
+        dim == 0 ? _accelerator.LoadStreamKernel<Args>(Run<T, H, Dim128>, bounds) : _accelerator.LoadStreamKernel<Args>(Run<T, H, AnyHeadDim>, bounds);
 
     private const int TwoPerSmThreads = 512;
 
@@ -197,10 +238,13 @@ public sealed class DecodeAttentionKernel
         if (args.QStride % 4 != 0) throw new ArgumentException($"query rows must start 16-byte aligned, got a stride of {args.QStride}.", nameof(args));
         if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
-        int shared = args.HeadsPerBlock * (args.SplitSize + warps);
-        Kernel(args.Mode == Modes.Range, args.HeadsPerBlock, 32 * warps <= TwoPerSmThreads)(
-            new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<float>(shared)), args);
+        int shared = args.HeadsPerBlock * (PaddedSplit(args.SplitSize) + warps);
+        Kernel(args.Mode == Modes.Range, args.HeadsPerBlock, args.HeadDim)(
+            new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<F4>((shared + 3) / 4)), args);
     }
+
+    /// <summary>A split's probability rows rounded up to whole rounds of phase 3 (64 tokens), which reads them unguarded.</summary>
+    private static int PaddedSplit(int splitSize) => (splitSize + 63) / 64 * 64;
 
     /// <summary>Where entry j of the token list starts in a view of this thread's K or V chunks, in 8-element chunks:
     /// an int product (checked on launch), since 64-bit address arithmetic costs several instructions per load.</summary>
@@ -237,7 +281,7 @@ public sealed class DecodeAttentionKernel
     /// </summary>
     /// <param name="writer">Whether this lane writes its head's score (the first of the P / hb lanes that end with it).</param>
     /// <param name="slot">The head (within the block) whose score this lane ends with.</param>
-    private static void ScoreToken(in Args a, ArrayView<float> probs, int S, int hb, int P, bool writer, int slot, int part, int n, int j, U4 raw,
+    private static void ScoreToken(in Args a, ArrayView<float> probs, int hb, int P, bool writer, int slot, int part, int n, int j, U4 raw,
         in Vec8 q0, in Vec8 q1, in Vec8 q2, in Vec8 q3)
     {
         Vec8 k = Loads.WidenF16(raw);
@@ -264,45 +308,52 @@ public sealed class DecodeAttentionKernel
         if (h >= 4) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 4));
         if (h >= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 2));
         if (h >= 1) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 1));
-        if (j < n && writer) probs[slot * S + j] = KernelMath.Mul(r0, a.Scale);
+        if (j < n && writer) probs[j * hb + slot] = KernelMath.Mul(r0, a.Scale);
     }
 
-    private static void Accumulate(ArrayView<float> probs, int S, int hb, int j, U4 raw, ref float d0, ref float d1, ref float d2, ref float d3,
+    /// <summary>Adds entry j's p·v for every head of the block (p = −0 past the split's entries, where v = 0: fma(−0, 0, x)
+    /// and x + −0 are x for every x, so the padding changes no bits).</summary>
+    private static void Accumulate(ArrayView<float> probs, ArrayView<F4> probs4, int hb, int j, U4 raw, ref float d0, ref float d1, ref float d2, ref float d3,
         ref Vec8 o0, ref Vec8 o1, ref Vec8 o2, ref Vec8 o3)
     {
         Vec8 v = Loads.WidenF16(raw);
-        float p0 = probs[j];
-        d0 = KernelMath.Add(d0, p0); o0.Fma(p0, v);
-        if (hb > 1) { float p1 = probs[S + j]; d1 = KernelMath.Add(d1, p1); o1.Fma(p1, v); }
-        if (hb > 2)
+        if (hb == 4)
         {
-            float p2 = probs[2 * S + j], p3 = probs[3 * S + j];
-            d2 = KernelMath.Add(d2, p2); o2.Fma(p2, v);
-            d3 = KernelMath.Add(d3, p3); o3.Fma(p3, v);
+            F4 p = probs4[j];
+            d0 = KernelMath.Add(d0, p.X); o0.Fma(p.X, v);
+            d1 = KernelMath.Add(d1, p.Y); o1.Fma(p.Y, v);
+            d2 = KernelMath.Add(d2, p.Z); o2.Fma(p.Z, v);
+            d3 = KernelMath.Add(d3, p.W); o3.Fma(p.W, v);
+            return;
         }
+        float p0 = probs[j * hb];
+        d0 = KernelMath.Add(d0, p0); o0.Fma(p0, v);
+        if (hb > 1) { float p1 = probs[j * hb + 1]; d1 = KernelMath.Add(d1, p1); o1.Fma(p1, v); }
     }
 
-    private static void Run<T, H>(Args a) where T : struct, ITokenList where H : struct, IHeadBlock
+    private static void Run<T, H, D>(Args a) where T : struct, ITokenList where H : struct, IHeadBlock where D : struct, IHeadDim
     {
-        ArrayView<float> shared = SharedMemory.GetDynamic<float>();
+        ArrayView<F4> shared4 = SharedMemory.GetDynamic<F4>();
+        ArrayView<float> shared = shared4.Cast<float>();
         int hb = default(H).Heads, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
         int tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
         int count = a.Count + row; // a causal row sees one more position than the row before
-        int d = a.HeadDim, chunks = d / 8, threads = Group.DimX, S = a.Rows > 1 ? Tidal.Core.Reference.Attention.DecodeSplitSize(count) : a.SplitSize;
+        int chunks = default(D).Chunks(a), d = chunks * 8, threads = 32 * chunks;
+        int S = a.Rows > 1 ? Tidal.Core.Reference.Attention.DecodeSplitSize(count) : a.SplitSize;
         int splits = (count + S - 1) / S;
         if (split >= Math.Max(splits, 1)) return; // this row needs fewer splits than the longest: the whole group leaves
         int splitStart = split * S;
         int n = Math.Min(S, count - splitStart);
-        ArrayView<float> probs = shared.SubView(0, hb * S);
-        ArrayView<float> warpMax = shared.SubView(hb * S, hb * chunks);
+        // probs[j · hb + h]: entry j's scores, then probabilities, of the block's heads side by side (one load in phase 3).
+        ArrayView<float> probs = shared.SubView(0, hb * PaddedSplit(a.SplitSize));
+        ArrayView<float> warpMax = shared.SubView(hb * PaddedSplit(a.SplitSize), hb * chunks);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
         long listBase = (a.Mode == Modes.PerQueryHead ? (long)firstHead * a.Count
             : a.Mode == Modes.PerKvHead ? (long)(firstHead / a.Group) * a.Count : 0L) + splitStart;
         if (a.Mode == Modes.Range) kvBase += splitStart * (long)chunks;
 
         // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block; P lanes per token, 4 tokens in flight.
-        int P = hb;
-        while (P < chunks) P *= 2;
+        int P = default(D).LanesPerToken(a, hb);
         int perPass = threads / P, sub = tid / P, part = tid % P, lanesPerHead = P / hb;
         bool active = part < chunks, writer = part % lanesPerHead == 0;
         int slot = part / lanesPerHead;
@@ -326,25 +377,28 @@ public sealed class DecodeAttentionKernel
             U4 k1 = active && j1 < n ? keys[Row<T>(a, list, chunks, j1)] : default;
             U4 k2 = active && j2 < n ? keys[Row<T>(a, list, chunks, j2)] : default;
             U4 k3 = active && j3 < n ? keys[Row<T>(a, list, chunks, j3)] : default;
-            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j0, k0, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j1, k1, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
-            ScoreToken(a, probs, S, hb, P, writer, slot, part, n, j3, k3, q0, q1, q2, q3);
+            ScoreToken(a, probs, hb, P, writer, slot, part, n, j0, k0, q0, q1, q2, q3);
+            ScoreToken(a, probs, hb, P, writer, slot, part, n, j1, k1, q0, q1, q2, q3);
+            ScoreToken(a, probs, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
+            ScoreToken(a, probs, hb, P, writer, slot, part, n, j3, k3, q0, q1, q2, q3);
         }
-        // Phase 3's first four V rows of this lane's token slots: they do not wait for the scores, so their loads fly
-        // during phase 2 (later rounds load after each round's accumulation, as before).
+        // Phase 3's first two V rows of this lane's token slots: they do not wait for the scores, so their loads fly
+        // during phase 2 (later rounds load after each round's accumulation).
         U4 v0 = Value<T>(a, values, list, chunks, n, lane), v1 = Value<T>(a, values, list, chunks, n, lane + 32);
-        U4 v2 = Value<T>(a, values, list, chunks, n, lane + 64), v3 = Value<T>(a, values, list, chunks, n, lane + 96);
         Group.Barrier();
 
-        // Phase 2: per head m = max s_j (exact in any order), logits out, p_j = Exp(s_j − m).
-        for (int h = 0; h < hb; h++)
-        {
-            float m = float.NegativeInfinity;
-            for (int j = tid; j < n; j += threads) m = MathF.Max(m, probs[h * S + j]);
-            for (int x = 16; x >= 1; x /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, x));
-            if (lane == 0) warpMax[h * chunks + warp] = m;
-        }
+        // Phase 2: per head m = max s_j (exact in any order), logits out, p_j = Exp(s_j − m), −0 up to the padded end.
+        // Threads is a multiple of hb, so entry e = j · hb + h of every thread's stride has the same head h = tid % hb,
+        // and a warp's lanes of one head fold by the xor steps that are multiples of hb.
+        int mine = tid % hb, entries = n * hb;
+        float m = float.NegativeInfinity;
+        for (int e = tid; e < entries; e += threads) m = MathF.Max(m, probs[e]);
+        if (hb <= 16) m = MathF.Max(m, Warp.ShuffleXor(m, 16));
+        if (hb <= 8) m = MathF.Max(m, Warp.ShuffleXor(m, 8));
+        if (hb <= 4) m = MathF.Max(m, Warp.ShuffleXor(m, 4));
+        if (hb <= 2) m = MathF.Max(m, Warp.ShuffleXor(m, 2));
+        if (hb <= 1) m = MathF.Max(m, Warp.ShuffleXor(m, 1));
+        if (lane < hb) warpMax[lane * chunks + warp] = m;
         Group.Barrier();
         float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, m2 = float.NegativeInfinity, m3 = float.NegativeInfinity;
         for (int w = 0; w < chunks; w++)
@@ -353,30 +407,32 @@ public sealed class DecodeAttentionKernel
             if (hb > 1) m1 = MathF.Max(m1, warpMax[chunks + w]);
             if (hb > 2) { m2 = MathF.Max(m2, warpMax[2 * chunks + w]); m3 = MathF.Max(m3, warpMax[3 * chunks + w]); }
         }
-        for (int h = 0; h < hb; h++)
+        m = mine == 0 ? m0 : mine == 1 ? m1 : mine == 2 ? m2 : m3;
+        long logitsRow = (long)(firstHead + mine) * a.Count + splitStart;
+        int padded = PaddedSplit(n) * hb;
+        for (int e = tid; e < padded; e += threads)
         {
-            float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
-            for (int j = tid; j < n; j += threads)
+            float p = -0f;
+            if (e < entries)
             {
-                float s = probs[h * S + j];
-                if (a.WriteLogits != 0) a.Logits[(long)(firstHead + h) * a.Count + splitStart + j] = s;
-                probs[h * S + j] = KernelMath.Exp(KernelMath.Sub(s, m));
+                float s = probs[e];
+                if (a.WriteLogits != 0) a.Logits[logitsRow + e / hb] = s;
+                p = KernelMath.Exp(KernelMath.Sub(s, m));
             }
+            probs[e] = p;
         }
         Group.Barrier();
 
-        // Phase 3: lane = token slot, warp = channel chunk: D and O accumulate in token order with fma, 4 tokens in flight.
+        // Phase 3: lane = token slot, warp = channel chunk: D and O accumulate in token order with fma, 2 tokens in
+        // flight; every lane runs every round (the padding's p is −0), so the loop carries no per-token branches.
         Vec8 o0 = new Vec8(), o1 = new Vec8(), o2 = new Vec8(), o3 = new Vec8();
         float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f;
-        for (int j0 = lane; j0 < n; j0 += 128)
+        for (int j0 = lane; j0 - lane < n; j0 += 64)
         {
-            int j1 = j0 + 32, j2 = j0 + 64, j3 = j0 + 96;
-            Accumulate(probs, S, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
-            if (j1 < n) Accumulate(probs, S, hb, j1, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
-            if (j2 < n) Accumulate(probs, S, hb, j2, v2, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
-            if (j3 < n) Accumulate(probs, S, hb, j3, v3, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
-            v0 = Value<T>(a, values, list, chunks, n, j0 + 128); v1 = Value<T>(a, values, list, chunks, n, j1 + 128);
-            v2 = Value<T>(a, values, list, chunks, n, j2 + 128); v3 = Value<T>(a, values, list, chunks, n, j3 + 128);
+            Accumulate(probs, shared4, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            v0 = Value<T>(a, values, list, chunks, n, j0 + 64);
+            Accumulate(probs, shared4, hb, j0 + 32, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            v1 = Value<T>(a, values, list, chunks, n, j0 + 96);
         }
 
         // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
@@ -393,8 +449,8 @@ public sealed class DecodeAttentionKernel
             if ((lane & 3) == 0) target[outBase + channel] = valid != 0 ? o / total : 0f;
             if (tid == 0 && splits > 1)
             {
-                float m = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
-                a.Lse[state] = valid != 0 ? KernelMath.Add(m, KernelMath.Log(total)) : float.NegativeInfinity;
+                float hm = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
+                a.Lse[state] = valid != 0 ? KernelMath.Add(hm, KernelMath.Log(total)) : float.NegativeInfinity;
             }
         }
     }
