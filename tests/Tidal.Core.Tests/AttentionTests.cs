@@ -175,7 +175,9 @@ public class DecodeSplitSizeTests
     [InlineData(8192, 256)]
     [InlineData(16383, 256)]
     [InlineData(16384, 512)]
-    [InlineData(131072, 512)]
-    public void IsCountOver32_RoundedDownToAPowerOfTwo_Within64To512(int count, int expected) =>
+    [InlineData(32767, 512)]
+    [InlineData(32768, 1024)]
+    [InlineData(131072, 1024)]
+    public void IsCountOver32_RoundedDownToAPowerOfTwo_Within64To1024(int count, int expected) =>
         Assert.Equal(expected, Attention.DecodeSplitSize(count));
 }

@@ -8,19 +8,19 @@ namespace Tidal.Core.Tests;
 public class ReductionTests
 {
     /// <summary>The feature-axis order written out literally from its specification, one scalar at a time.</summary>
-    private static float SpecDot(float[] a, float[] b)
+    private static float SpecDot(float[] a, float[] b, int laneCount = 32)
     {
-        var acc = new float[32, 8];
-        for (int i = 0; i < a.Length; i++) acc[(i / 8) % 32, i % 8] = MathF.FusedMultiplyAdd(a[i], b[i], acc[(i / 8) % 32, i % 8]);
-        var lanes = new float[32];
-        for (int l = 0; l < 32; l++)
+        var acc = new float[laneCount, 8];
+        for (int i = 0; i < a.Length; i++) acc[(i / 8) % laneCount, i % 8] = MathF.FusedMultiplyAdd(a[i], b[i], acc[(i / 8) % laneCount, i % 8]);
+        var lanes = new float[laneCount];
+        for (int l = 0; l < laneCount; l++)
         {
             var s = new float[8];
             for (int e = 0; e < 8; e++) s[e] = acc[l, e];
             for (int h = 4; h >= 1; h /= 2) for (int e = 0; e < h; e++) s[e] += s[e + h];
             lanes[l] = s[0];
         }
-        for (int h = 16; h >= 1; h /= 2) for (int l = 0; l < h; l++) lanes[l] += lanes[l + h];
+        for (int h = laneCount / 2; h >= 1; h /= 2) for (int l = 0; l < h; l++) lanes[l] += lanes[l + h];
         return lanes[0];
     }
 
@@ -37,6 +37,16 @@ public class ReductionTests
             double exact = 0, sumAbs = 0;
             for (int i = 0; i < c.N; i++) { exact += (double)a[i] * b[i]; sumAbs += Math.Abs((double)a[i] * b[i]); }
             Assert.True(Math.Abs(got - exact) <= TestData.DotBound(c.N, sumAbs), $"n={c.N}: {got:R} vs {exact:R}");
+        });
+
+    /// <summary>Attention scores use the same order over fewer lanes (Reduction.ScoreLanes).</summary>
+    [Property(MaxTest = 200)]
+    public Property Dot_OverFewerLanes_FollowsTheDocumentedOrderBitwise() =>
+        Prop.ForAll(Cases.ToArbitrary(), Gen.Elements(1, 2, 4, 8, 16, 32).ToArbitrary(), (c, lanes) =>
+        {
+            var random = new Random(c.Seed);
+            float[] a = TestData.Floats(random, c.N), b = TestData.Floats(random, c.N, 3f);
+            Assert.Equal(BitConverter.SingleToInt32Bits(SpecDot(a, b, lanes)), BitConverter.SingleToInt32Bits(Reduction.Dot<float>(a, b, lanes)));
         });
 
     [Property(MaxTest = 100)]

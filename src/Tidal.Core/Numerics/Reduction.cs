@@ -15,6 +15,9 @@ namespace Tidal.Core.Numerics;
 /// folds its 8 slots by halving (s[e] += s[e+4]; s[e] += s[e+2]; s[e] += s[e+1]) and the 32 lane results fold by
 /// halving (L[l] += L[l+16], +8, +4, +2, +1). This is a warp of 32 GPU lanes, each loading 16 bytes (8 F16 or BF16
 /// values) per step, reducing in registers, then a shuffle-xor butterfly (which leaves the same sum in every lane).</para>
+/// <para>Attention scores (q·k over a head's d channels) use the same order with <see cref="ScoreLanes"/> lanes instead of
+/// 32: a few GPU lanes per token, each taking several chunks by fused multiply-adds, fold far fewer partial sums per
+/// byte of K than one chunk per lane would.</para>
 /// <para><b>Token axis</b> (over the positions of a KV cache or the entries of an index list: softmax denominators,
 /// attention outputs, log-sum-exp): entry j goes to slot j mod 32, slots accumulate in ascending j from +0, then fold
 /// by halving from 16 to 1.</para>
@@ -30,27 +33,34 @@ public static class Reduction
     public const int Width = 8;
     /// <summary>Slots of the token-axis order.</summary>
     public const int Slots = 32;
+    /// <summary>Lanes of the attention-score order (<see cref="Dot{TA}(ReadOnlySpan{TA}, ReadOnlySpan{float}, int)"/>).</summary>
+    public const int ScoreLanes = 4;
 
     /// <summary>Σ a[i]·b[i] in the feature-axis order; <paramref name="a"/> may be F32, F16 or BF16.</summary>
-    public static float Dot<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged
+    public static float Dot<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged => Dot(a, b, Lanes);
+
+    /// <summary>Σ a[i]·b[i] in the feature-axis order over <paramref name="lanes"/> lanes (a power of two, at most 32).</summary>
+    public static float Dot<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b, int lanes) where TA : unmanaged
     {
         if (a.Length != b.Length)
             throw new ArgumentException($"b has {b.Length} elements but a has {a.Length}.", nameof(b));
+        if (lanes < 1 || lanes > Lanes || (lanes & (lanes - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(lanes), lanes, $"must be a power of two from 1 to {Lanes}.");
         int chunks = (a.Length + Width - 1) / Width;
-        int used = Math.Min(chunks, Lanes);
+        int used = Math.Min(chunks, lanes);
         Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
         acc.Slice(0, used).Clear();
         int full = a.Length / Width;
         for (int c = 0; c < full; c++)
         {
             int i = c * Width;
-            ref Vector256<float> lane = ref acc[c & (Lanes - 1)];
+            ref Vector256<float> lane = ref acc[c & (lanes - 1)];
             lane = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i), Vector256.Create(b.Slice(i, Width)), lane);
         }
         if (full < chunks)
         {
             int i = full * Width;
-            ref Vector256<float> lane = ref acc[full & (Lanes - 1)];
+            ref Vector256<float> lane = ref acc[full & (lanes - 1)];
             lane = Vector256.FusedMultiplyAdd(Conversions.Load8Padded(a, i), Conversions.Load8Padded(b, i), lane);
         }
         return FoldLanes(acc.Slice(0, used));

@@ -10,7 +10,7 @@ namespace Tidal.Core.Reference;
 /// </summary>
 /// <remarks>
 /// Canonical arithmetic, per query head, over its token list t_0 … t_{n−1} (ascending positions for dense):
-/// s_j = Dot(q, k_{t_j}) · (1/√d) with Dot in the feature-axis order; m = max s_j (exact); p_j = Exp(s_j − m);
+/// s_j = Dot(q, k_{t_j}) · (1/√d) with Dot in the feature-axis order over Reduction.ScoreLanes lanes; m = max s_j (exact); p_j = Exp(s_j − m);
 /// D and O = Σ p_j·v_{t_j} accumulate in the token-axis order (slot j mod 32, fma, fold by halving);
 /// output = O / D (division per element); lse = m + Log(D). An empty list gives output 0 and lse −∞.
 /// Dense attention is this over all positions, so a gathered attention over every position equals it bit for bit.
@@ -22,8 +22,10 @@ public static class Attention
     /// <summary>
     /// Entries per split of decode attention over <paramref name="count"/> entries, as every backend runs it
     /// (<see cref="DecodeDense{T}"/>, <see cref="DecodeSparse{T}"/>): about count/32 rounded down to a power of two,
-    /// within [64, 512], so a GPU gets enough independent splits to fill its SMs even for short lists, while each split
-    /// stays long enough to amortise its merge. The CPU splits identically so both backends produce the same bits.
+    /// within [64, 1024], so a GPU gets enough independent splits to fill its SMs even for short lists, while each split
+    /// stays long enough to amortise its fixed work (staging, maxima, folds) and its merge: on an H200, 1024 rather than
+    /// 512 at most made 32K and 128K dense attention 11 % faster. The CPU splits identically so both backends produce
+    /// the same bits.
     /// </summary>
     /// <remarks>Written with plain integer steps so that GPU kernels call this very method.</remarks>
     public static int DecodeSplitSize(int count)
@@ -34,7 +36,7 @@ public static class Attention
     }
 
     /// <summary>The largest split <see cref="DecodeSplitSize"/> returns.</summary>
-    public const int MaxDecodeSplitSize = 512;
+    public const int MaxDecodeSplitSize = 1024;
 
     /// <summary>Dense attention over positions [0, kv.Length).</summary>
     /// <param name="q">Queries after RoPE, [nHeads, headDim].</param>
@@ -265,7 +267,7 @@ public static class Attention
                 for (int j = 0; j < n; j++)
                 {
                     var k = new ReadOnlySpan<T>(keys + headBase + (long)tokens.Position(row, j) * d, d);
-                    scores[j] = Reduction.Dot(k, qh) * scale;
+                    scores[j] = Reduction.Dot(k, qh, Reduction.ScoreLanes) * scale;
                     m = MathF.Max(m, scores[j]);
                 }
                 if (logits != null) scores.CopyTo(new Span<float>(logits + (long)head * n, n));

@@ -11,10 +11,12 @@ namespace Tidal.Kernels.Kernels;
 /// One group of 32 threads per 8-channel chunk (one warp per chunk) per (block of up to 4 query heads that share a KV
 /// head and a token list, split), so each K and V row is read once for the whole GQA block:
 /// <list type="number">
-/// <item>scores: P lanes per token, one 16-byte K chunk per lane against the block's query chunks held in registers
-/// (8 fma slots per head), four tokens' loads in flight; the lanes then fold every head at once by a transposed
-/// butterfly (each shuffle step halves the heads a lane keeps), so the block's scores cost log2(P) + 1 shuffles, not
-/// heads · log2(P);</item>
+/// <item>scores, in the score order (Reduction.ScoreLanes = 4 lanes of 8 fma slots): 4 lanes per token, each taking
+/// every 4th 16-byte K chunk into its slots against the block's queries staged in shared memory (one address per
+/// chunk, so 8 fmas per 16-byte query load), two chunks' loads in flight; each lane folds its slots, then the 4 lanes
+/// fold every head at once by a transposed butterfly (each shuffle step halves the heads a lane keeps): 3 shuffles
+/// per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per chunk and head to fold and 40 %
+/// more instructions per byte.)</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
 /// <item>lane t of warp c is token slot t (tokens t, t + 32, …, in order) for channels [8c, 8c + 8): 16 bytes of V per
 /// token, two tokens in flight (four would exceed the 64 registers two groups per SM allow: the spills cost 25 %), p·v
@@ -147,9 +149,6 @@ public sealed class DecodeAttentionKernel
     {
         /// <summary>HeadDim / 8.</summary>
         int Chunks(in Args a);
-
-        /// <summary>Lanes per token in the score phase: the chunks rounded up to a power of two, at least the block's heads.</summary>
-        int LanesPerToken(in Args a, int hb);
     }
 
     /// <summary>d = 128.</summary>
@@ -157,9 +156,6 @@ public sealed class DecodeAttentionKernel
     {
         /// <inheritdoc/>
         public readonly int Chunks(in Args a) => 16;
-
-        /// <inheritdoc/>
-        public readonly int LanesPerToken(in Args a, int hb) => 16;
     }
 
     /// <summary>Any d (a multiple of 8, at most 256).</summary>
@@ -167,14 +163,6 @@ public sealed class DecodeAttentionKernel
     {
         /// <inheritdoc/>
         public readonly int Chunks(in Args a) => a.HeadDim / 8;
-
-        /// <inheritdoc/>
-        public readonly int LanesPerToken(in Args a, int hb)
-        {
-            int p = hb;
-            while (p < a.HeadDim / 8) p *= 2;
-            return p;
-        }
     }
 
     private readonly Accelerator _accelerator;
@@ -238,10 +226,14 @@ public sealed class DecodeAttentionKernel
         if (args.QStride % 4 != 0) throw new ArgumentException($"query rows must start 16-byte aligned, got a stride of {args.QStride}.", nameof(args));
         if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
-        int shared = args.HeadsPerBlock * (PaddedSplit(args.SplitSize) + warps);
+        int shared = QueryFloats(warps) + args.HeadsPerBlock * (PaddedSplit(args.SplitSize) + warps);
         Kernel(args.Mode == Modes.Range, args.HeadsPerBlock, args.HeadDim)(
             new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<F4>((shared + 3) / 4)), args);
     }
+
+    /// <summary>Floats of the block's queries in shared memory: per chunk its heads' 8 values (4 heads · 8 = 32 floats),
+    /// padded to 36 so that the 4 lanes of a token, reading chunks c, c + 1, c + 2, c + 3, hit different banks.</summary>
+    private static int QueryFloats(int chunks) => 36 * chunks;
 
     /// <summary>A split's probability rows rounded up to whole rounds of phase 3 (64 tokens), which reads them unguarded.</summary>
     private static int PaddedSplit(int splitSize) => (splitSize + 63) / 64 * 64;
@@ -255,37 +247,40 @@ public sealed class DecodeAttentionKernel
     private static U4 Value<T>(in Args a, ArrayView<U4> values, ArrayView<int> list, int chunks, int n, int j) where T : struct, ITokenList =>
         j < n ? values[Row<T>(a, list, chunks, j)] : default;
 
-    private static Vec8 QueryChunk(in Args a, int row, int head, int part, int chunks)
+    /// <summary>Head h's query values of one chunk (<paramref name="chunk"/>: the chunk's 9 staged F4s), at constant
+    /// offsets from one address.</summary>
+    private static Vec8 Query(ArrayView<F4> chunk, int h)
     {
+        F4 x = chunk[2 * h], y = chunk[2 * h + 1];
         var v = new Vec8();
-        if (part >= chunks) return v;
-        ArrayView<F4> q = a.Q.Cast<F4>();
-        long at = ((long)row * a.QStride + (long)head * a.HeadDim + part * 8) / 4;
-        F4 x = q[at], y = q[at + 1];
         v.F0 = x.X; v.F1 = x.Y; v.F2 = x.Z; v.F3 = x.W; v.F4 = y.X; v.F5 = y.Y; v.F6 = y.Z; v.F7 = y.W;
         return v;
     }
 
-    private static float Dot8(in Vec8 k, in Vec8 q)
+    /// <summary>Adds chunk c of a key to every head's slot accumulators.</summary>
+    private static void ScoreChunk(ArrayView<F4> queries, int hb, int c, U4 raw, ref Vec8 s0, ref Vec8 s1, ref Vec8 s2, ref Vec8 s3)
     {
-        var s = new Vec8();
-        s.Fma(k, q);
-        return KernelMath.FoldSlots(s);
+        Vec8 k = Loads.WidenF16(raw);
+        ArrayView<F4> chunk = queries.SubView(c * 9, 9);
+        s0.Fma(k, Query(chunk, 0));
+        if (hb > 1) s1.Fma(k, Query(chunk, 1));
+        if (hb > 2) { s2.Fma(k, Query(chunk, 2)); s3.Fma(k, Query(chunk, 3)); }
     }
 
     /// <summary>
-    /// Scores entry j (lane part of P) for every head of the block: the lane folds in the feature-axis order, then a
-    /// transposed butterfly over the P lanes: at each of the first log2(hb) steps a lane keeps half of its heads (by
+    /// Folds a token's score for every head of the block and writes it: each lane folds its slots, then a transposed
+    /// butterfly over the token's P = 4 lanes: at each of the first log2(hb) steps a lane keeps half of its heads (by
     /// bit h of the lane) and adds the partner's copy of those, so lane part ends with head part / (P / hb). Each
     /// step's sum is L[i] + L[i + h] of the canonical halving (addition commutes), so the bits are the reference's.
     /// </summary>
     /// <param name="writer">Whether this lane writes its head's score (the first of the P / hb lanes that end with it).</param>
     /// <param name="slot">The head (within the block) whose score this lane ends with.</param>
-    private static void ScoreToken(in Args a, ArrayView<float> probs, int hb, int P, bool writer, int slot, int part, int n, int j, U4 raw,
-        in Vec8 q0, in Vec8 q1, in Vec8 q2, in Vec8 q3)
+    private static void ScoreToken(in Args a, ArrayView<float> probs, int hb, bool writer, int slot, int part, bool live, int j,
+        in Vec8 s0, in Vec8 s1, in Vec8 s2, in Vec8 s3)
     {
-        Vec8 k = Loads.WidenF16(raw);
-        float r0 = Dot8(k, q0), r1 = hb > 1 ? Dot8(k, q1) : 0f, r2 = hb > 2 ? Dot8(k, q2) : 0f, r3 = hb > 2 ? Dot8(k, q3) : 0f;
+        const int P = Tidal.Core.Numerics.Reduction.ScoreLanes;
+        float r0 = KernelMath.FoldSlots(s0), r1 = hb > 1 ? KernelMath.FoldSlots(s1) : 0f;
+        float r2 = hb > 2 ? KernelMath.FoldSlots(s2) : 0f, r3 = hb > 2 ? KernelMath.FoldSlots(s3) : 0f;
         int h = P / 2;
         if (hb == 4)
         {
@@ -302,13 +297,20 @@ public sealed class DecodeAttentionKernel
             r0 = KernelMath.Add(keep, Warp.ShuffleXor(send, h));
             h /= 2;
         }
-        // The rest of the halving, written out (ILGPU does not unroll loops): h is a power of two below 32, or 0.
-        if (h >= 16) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 16));
-        if (h >= 8) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 8));
-        if (h >= 4) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 4));
         if (h >= 2) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 2));
         if (h >= 1) r0 = KernelMath.Add(r0, Warp.ShuffleXor(r0, 1));
-        if (j < n && writer) probs[j * hb + slot] = KernelMath.Mul(r0, a.Scale);
+        if (live && writer) probs[j * hb + slot] = KernelMath.Mul(r0, a.Scale);
+    }
+
+    /// <summary>The largest of head h's per-warp maxima, in every lane.</summary>
+    private static float WarpsMax(ArrayView<float> warpMax, int h, int warps, int lane)
+    {
+        float m = lane < warps ? warpMax[h * warps + lane] : float.NegativeInfinity;
+        m = MathF.Max(m, Warp.ShuffleXor(m, 16));
+        m = MathF.Max(m, Warp.ShuffleXor(m, 8));
+        m = MathF.Max(m, Warp.ShuffleXor(m, 4));
+        m = MathF.Max(m, Warp.ShuffleXor(m, 2));
+        return MathF.Max(m, Warp.ShuffleXor(m, 1));
     }
 
     /// <summary>Adds entry j's p·v for every head of the block (p = −0 past the split's entries, where v = 0: fma(−0, 0, x)
@@ -334,7 +336,6 @@ public sealed class DecodeAttentionKernel
     private static void Run<T, H, D>(Args a) where T : struct, ITokenList where H : struct, IHeadBlock where D : struct, IHeadDim
     {
         ArrayView<F4> shared4 = SharedMemory.GetDynamic<F4>();
-        ArrayView<float> shared = shared4.Cast<float>();
         int hb = default(H).Heads, firstHead = Grid.IdxX * hb, row = Grid.IdxY / a.SplitsPerRow, split = Grid.IdxY % a.SplitsPerRow;
         int tid = Group.IdxX, warp = tid / 32, lane = tid % 32;
         int count = a.Count + row; // a causal row sees one more position than the row before
@@ -344,43 +345,66 @@ public sealed class DecodeAttentionKernel
         if (split >= Math.Max(splits, 1)) return; // this row needs fewer splits than the longest: the whole group leaves
         int splitStart = split * S;
         int n = Math.Min(S, count - splitStart);
-        // probs[j · hb + h]: entry j's scores, then probabilities, of the block's heads side by side (one load in phase 3).
-        ArrayView<float> probs = shared.SubView(0, hb * PaddedSplit(a.SplitSize));
-        ArrayView<float> warpMax = shared.SubView(hb * PaddedSplit(a.SplitSize), hb * chunks);
+        // Shared memory: the block's queries; probs[j · hb + h], entry j's scores, then probabilities, of the block's
+        // heads side by side (one load in phase 3); per-warp maxima.
+        ArrayView<F4> queries = shared4.SubView(0, QueryFloats(chunks) / 4);
+        ArrayView<F4> probs4 = shared4.SubView(QueryFloats(chunks) / 4, hb * PaddedSplit(a.SplitSize) / 4);
+        ArrayView<float> probs = probs4.Cast<float>();
+        ArrayView<float> warpMax = shared4.Cast<float>().SubView(QueryFloats(chunks) + hb * PaddedSplit(a.SplitSize), hb * chunks);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
         long listBase = (a.Mode == Modes.PerQueryHead ? (long)firstHead * a.Count
             : a.Mode == Modes.PerKvHead ? (long)(firstHead / a.Group) * a.Count : 0L) + splitStart;
         if (a.Mode == Modes.Range) kvBase += splitStart * (long)chunks;
+        ArrayView<F4> q = a.Q.Cast<F4>();
+        for (int e = tid; e < hb * 2 * chunks; e += threads) // (head, chunk, half) → queries[chunk · 9 + 2 · head + half]
+        {
+            int h = e / (2 * chunks), c = e / 2 % chunks, half = e % 2;
+            queries[c * 9 + 2 * h + half] = q[((long)row * a.QStride + (long)(firstHead + h) * d) / 4 + 2 * c + half];
+        }
 
-        // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block; P lanes per token, 4 tokens in flight.
-        int P = default(D).LanesPerToken(a, hb);
+        // Phase 1: s_j = Dot(k_j, q_h) · scale for every head of the block in the score order: ScoreLanes = 4 lanes per
+        // token, lane `part` taking chunks part, part + 4, … into 8 fma slots per head, two chunks' loads in flight.
+        const int P = Tidal.Core.Numerics.Reduction.ScoreLanes;
         int perPass = threads / P, sub = tid / P, part = tid % P, lanesPerHead = P / hb;
-        bool active = part < chunks, writer = part % lanesPerHead == 0;
+        bool writer = part % lanesPerHead == 0;
         int slot = part / lanesPerHead;
-        Vec8 q0 = QueryChunk(a, row, firstHead, part, chunks);
-        Vec8 q1 = hb > 1 ? QueryChunk(a, row, firstHead + 1, part, chunks) : new Vec8();
-        Vec8 q2 = hb > 2 ? QueryChunk(a, row, firstHead + 2, part, chunks) : new Vec8();
-        Vec8 q3 = hb > 2 ? QueryChunk(a, row, firstHead + 3, part, chunks) : new Vec8();
-        // This thread's K chunk and V chunk of every position, and the block's token list from the split's start.
+        // This thread's first K chunk and its V chunk of every position, and the block's token list from the split's start.
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
-        long keyStart = kvBase + (active ? part : 0), valueStart = kvBase + warp;
+        long keyStart = kvBase + part, valueStart = kvBase + warp;
         keys = keys.SubView(keyStart, keys.Length - keyStart);
         values = values.SubView(valueStart, values.Length - valueStart);
         ArrayView<int> list = a.Mode == Modes.Range ? a.Indices : a.Indices.SubView(listBase, a.Indices.Length - listBase);
         // ILGPU places each value next to its first use, so values first used inside a loop are recomputed on every
-        // iteration (these include three divisions). This never-true check uses them here, which keeps them here.
+        // iteration (these include divisions). This never-true check uses them here, which keeps them here.
         if (keys.Length <= 0 || values.Length <= 0 || list.Length <= 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
-        for (int first = 0; first < n; first += 4 * perPass) // a group-uniform bound: the folds shuffle whole warps
+        Group.Barrier();
+        for (int first = 0; first < n; first += perPass) // a group-uniform bound: the folds shuffle whole warps
         {
-            int j0 = first + sub, j1 = j0 + perPass, j2 = j1 + perPass, j3 = j2 + perPass;
-            U4 k0 = active && j0 < n ? keys[Row<T>(a, list, chunks, j0)] : default;
-            U4 k1 = active && j1 < n ? keys[Row<T>(a, list, chunks, j1)] : default;
-            U4 k2 = active && j2 < n ? keys[Row<T>(a, list, chunks, j2)] : default;
-            U4 k3 = active && j3 < n ? keys[Row<T>(a, list, chunks, j3)] : default;
-            ScoreToken(a, probs, hb, P, writer, slot, part, n, j0, k0, q0, q1, q2, q3);
-            ScoreToken(a, probs, hb, P, writer, slot, part, n, j1, k1, q0, q1, q2, q3);
-            ScoreToken(a, probs, hb, P, writer, slot, part, n, j2, k2, q0, q1, q2, q3);
-            ScoreToken(a, probs, hb, P, writer, slot, part, n, j3, k3, q0, q1, q2, q3);
+            int j = first + sub;
+            bool live = j < n;
+            int at = live ? Row<T>(a, list, chunks, j) : 0;
+            Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
+            if (chunks == 4 * P) // d = 128 (compiled in): the lane's four chunks written out, two loads in flight
+            {
+                U4 x = live ? keys[at] : default, y = live ? keys[at + P] : default;
+                ScoreChunk(queries, hb, part, x, ref s0, ref s1, ref s2, ref s3);
+                ScoreChunk(queries, hb, part + P, y, ref s0, ref s1, ref s2, ref s3);
+                x = live ? keys[at + 2 * P] : default;
+                y = live ? keys[at + 3 * P] : default;
+                ScoreChunk(queries, hb, part + 2 * P, x, ref s0, ref s1, ref s2, ref s3);
+                ScoreChunk(queries, hb, part + 3 * P, y, ref s0, ref s1, ref s2, ref s3);
+            }
+            else
+            {
+                for (int c = part; c < chunks; c += 2 * P)
+                {
+                    bool next = c + P < chunks;
+                    U4 x = live ? keys[at + c - part] : default, y = live && next ? keys[at + c - part + P] : default;
+                    ScoreChunk(queries, hb, c, x, ref s0, ref s1, ref s2, ref s3);
+                    if (next) ScoreChunk(queries, hb, c + P, y, ref s0, ref s1, ref s2, ref s3);
+                }
+            }
+            ScoreToken(a, probs, hb, writer, slot, part, live, j, s0, s1, s2, s3);
         }
         // Phase 3's first two V rows of this lane's token slots: they do not wait for the scores, so their loads fly
         // during phase 2 (later rounds load after each round's accumulation).
@@ -400,13 +424,11 @@ public sealed class DecodeAttentionKernel
         if (hb <= 1) m = MathF.Max(m, Warp.ShuffleXor(m, 1));
         if (lane < hb) warpMax[lane * chunks + warp] = m;
         Group.Barrier();
-        float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, m2 = float.NegativeInfinity, m3 = float.NegativeInfinity;
-        for (int w = 0; w < chunks; w++)
-        {
-            m0 = MathF.Max(m0, warpMax[w]);
-            if (hb > 1) m1 = MathF.Max(m1, warpMax[chunks + w]);
-            if (hb > 2) { m2 = MathF.Max(m2, warpMax[2 * chunks + w]); m3 = MathF.Max(m3, warpMax[3 * chunks + w]); }
-        }
+        // Every warp folds the per-warp maxima itself, lane w holding warp w's (chunks ≤ 32 warps).
+        float m0 = WarpsMax(warpMax, 0, chunks, lane);
+        float m1 = hb > 1 ? WarpsMax(warpMax, 1, chunks, lane) : float.NegativeInfinity;
+        float m2 = hb > 2 ? WarpsMax(warpMax, 2, chunks, lane) : float.NegativeInfinity;
+        float m3 = hb > 2 ? WarpsMax(warpMax, 3, chunks, lane) : float.NegativeInfinity;
         m = mine == 0 ? m0 : mine == 1 ? m1 : mine == 2 ? m2 : m3;
         long logitsRow = (long)(firstHead + mine) * a.Count + splitStart;
         int padded = PaddedSplit(n) * hb;
@@ -429,9 +451,9 @@ public sealed class DecodeAttentionKernel
         float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f;
         for (int j0 = lane; j0 - lane < n; j0 += 64)
         {
-            Accumulate(probs, shared4, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            Accumulate(probs, probs4, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             v0 = Value<T>(a, values, list, chunks, n, j0 + 64);
-            Accumulate(probs, shared4, hb, j0 + 32, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
+            Accumulate(probs, probs4, hb, j0 + 32, v1, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             v1 = Value<T>(a, values, list, chunks, n, j0 + 96);
         }
 
