@@ -8,7 +8,7 @@ using Tidal.Kernels.Accelerators;
 //   gpu [profile]          kernel timings vs the peak read bandwidth measured in the same run (profile: each op twice, for ncu)
 //   layer CONTEXT [BUDGET] decode-step time per Llama-3-8B-shaped layer: dense vs selection vs sparse
 //   ptx DIR KERNEL...      the PTX of kernels for sm_90, for ptxas/cuobjdump off-line (no GPU needed; see PtxDump)
-const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu [profile] | layer CONTEXT [BUDGET] | ptx DIR Class:Method[:Threads:Groups][@TypeArg]...";
+const string usage = "usage: Tidal.Bench.Gpu verify | engine MODEL_DIR [STEPS] | gpu [profile] | layer CONTEXT [BUDGET] | ptx DIR Class:Method[:Threads:Groups][@TypeArg[,TypeArg]]...";
 switch (args)
 {
     case ["verify"]:
