@@ -370,7 +370,9 @@ public sealed class DecodeAttentionKernel
         int slot = part / lanesPerHead;
         // This thread's first K chunk and its V chunk of every position, and the block's token list from the split's start.
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
-        long keyStart = kvBase + part, valueStart = kvBase + warp;
+        // Lanes past a short head's chunks (d < 32) load nothing; their view starts at chunk 0 so that it stays inside the
+        // cache even for a split of the last head's last positions (else the guard below would send them away early).
+        long keyStart = kvBase + (part < chunks ? part : 0), valueStart = kvBase + warp;
         keys = keys.SubView(keyStart, keys.Length - keyStart);
         values = values.SubView(valueStart, values.Length - valueStart);
         ArrayView<int> list = a.Mode == Modes.Range ? a.Indices : a.Indices.SubView(listBase, a.Indices.Length - listBase);
