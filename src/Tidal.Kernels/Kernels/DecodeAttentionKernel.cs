@@ -303,14 +303,20 @@ public sealed class DecodeAttentionKernel
     }
 
     /// <summary>The largest of head h's per-warp maxima, in every lane.</summary>
-    private static float WarpsMax(ArrayView<float> warpMax, int h, int warps, int lane)
+    private static float WarpsMax(ArrayView<float> warpMax, int h, int warps, int lane) =>
+        MaxAcrossLanes(lane < warps ? warpMax[h * warps + lane] : float.NegativeInfinity, 1);
+
+    /// <summary>The max of <paramref name="m"/> over the lanes whose index differs from this lane's only in bits of
+    /// value <paramref name="lowest"/> (1, 2 or 4) and up: the xor steps 16 down to <paramref name="lowest"/>, written
+    /// out (ILGPU does not unroll loops).</summary>
+    private static float MaxAcrossLanes(float m, int lowest)
     {
-        float m = lane < warps ? warpMax[h * warps + lane] : float.NegativeInfinity;
         m = MathF.Max(m, Warp.ShuffleXor(m, 16));
         m = MathF.Max(m, Warp.ShuffleXor(m, 8));
         m = MathF.Max(m, Warp.ShuffleXor(m, 4));
-        m = MathF.Max(m, Warp.ShuffleXor(m, 2));
-        return MathF.Max(m, Warp.ShuffleXor(m, 1));
+        if (lowest <= 2) m = MathF.Max(m, Warp.ShuffleXor(m, 2));
+        if (lowest <= 1) m = MathF.Max(m, Warp.ShuffleXor(m, 1));
+        return m;
     }
 
     /// <summary>Adds entry j's p·v for every head of the block (p = −0 past the split's entries, where v = 0: fma(−0, 0, x)
@@ -386,7 +392,8 @@ public sealed class DecodeAttentionKernel
             bool live = j < n;
             int at = live ? Row<T>(a, list, chunks, j) : 0;
             Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
-            if (chunks == 4 * P) // d = 128 (compiled in): the lane's four chunks written out, two loads in flight
+            if (chunks == 4 * P) // d = 128 (compiled in): the lane's four chunks written out (a loop's carried slots cost
+                                 // moves: ILGPU does not unroll), two loads in flight
             {
                 U4 x = live ? keys[at] : default, y = live ? keys[at + P] : default;
                 ScoreChunk(queries, hb, part, x, ref s0, ref s1, ref s2, ref s3);
@@ -419,11 +426,7 @@ public sealed class DecodeAttentionKernel
         int mine = tid % hb, entries = n * hb;
         float m = float.NegativeInfinity;
         for (int e = tid; e < entries; e += threads) m = MathF.Max(m, probs[e]);
-        if (hb <= 16) m = MathF.Max(m, Warp.ShuffleXor(m, 16));
-        if (hb <= 8) m = MathF.Max(m, Warp.ShuffleXor(m, 8));
-        if (hb <= 4) m = MathF.Max(m, Warp.ShuffleXor(m, 4));
-        if (hb <= 2) m = MathF.Max(m, Warp.ShuffleXor(m, 2));
-        if (hb <= 1) m = MathF.Max(m, Warp.ShuffleXor(m, 1));
+        m = MaxAcrossLanes(m, hb);
         if (lane < hb) warpMax[lane * chunks + warp] = m;
         Group.Barrier();
         // Every warp folds the per-warp maxima itself, lane w holding warp w's (chunks ≤ 32 warps).
