@@ -260,27 +260,31 @@ public sealed class DecodeAttentionKernel
     /// <summary>Adds chunk c of a key to every head's slot accumulators.</summary>
     private static void ScoreChunk(ArrayView<F4> queries, int hb, int c, U4 raw, ref Vec8 s0, ref Vec8 s1, ref Vec8 s2, ref Vec8 s3)
     {
+        ScorePair(queries, c, raw, 0, hb > 1, ref s0, ref s1);
+        if (hb > 2) ScorePair(queries, c, raw, 2, true, ref s2, ref s3);
+    }
+
+    /// <summary>Adds chunk c of a key to the slot accumulators of head h (and h + 1 when <paramref name="both"/>).</summary>
+    private static void ScorePair(ArrayView<F4> queries, int c, U4 raw, int h, bool both, ref Vec8 s0, ref Vec8 s1)
+    {
         Vec8 k = Loads.WidenF16(raw);
         ArrayView<F4> chunk = queries.SubView(c * 9, 9);
-        s0.Fma(k, Query(chunk, 0));
-        if (hb > 1) s1.Fma(k, Query(chunk, 1));
-        if (hb > 2) { s2.Fma(k, Query(chunk, 2)); s3.Fma(k, Query(chunk, 3)); }
+        s0.Fma(k, Query(chunk, h));
+        if (both) s1.Fma(k, Query(chunk, h + 1));
     }
 
     /// <summary>
-    /// Folds a token's score for every head of the block and writes it: each lane folds its slots, then a transposed
-    /// butterfly over the token's P = 4 lanes: at each of the first log2(hb) steps a lane keeps half of its heads (by
+    /// Folds a token's score for every head of the block and writes it: r0..r3 are this lane's folded slots of each
+    /// head; a transposed butterfly over the token's P = 4 lanes: at each of the first log2(hb) steps a lane keeps half of its heads (by
     /// bit h of the lane) and adds the partner's copy of those, so lane part ends with head part / (P / hb). Each
     /// step's sum is L[i] + L[i + h] of the canonical halving (addition commutes), so the bits are the reference's.
     /// </summary>
     /// <param name="writer">Whether this lane writes its head's score (the first of the P / hb lanes that end with it).</param>
     /// <param name="slot">The head (within the block) whose score this lane ends with.</param>
     private static void ScoreToken(in Args a, ArrayView<float> probs, int hb, bool writer, int slot, int part, bool live, int j,
-        in Vec8 s0, in Vec8 s1, in Vec8 s2, in Vec8 s3)
+        float r0, float r1, float r2, float r3)
     {
         const int P = Tidal.Core.Numerics.Reduction.ScoreLanes;
-        float r0 = KernelMath.FoldSlots(s0), r1 = hb > 1 ? KernelMath.FoldSlots(s1) : 0f;
-        float r2 = hb > 2 ? KernelMath.FoldSlots(s2) : 0f, r3 = hb > 2 ? KernelMath.FoldSlots(s3) : 0f;
         int h = P / 2;
         if (hb == 4)
         {
@@ -391,20 +395,35 @@ public sealed class DecodeAttentionKernel
             int j = first + sub;
             bool live = j < n;
             int at = live ? Row<T>(a, list, chunks, j) : 0;
-            Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
-            if (chunks == 4 * P) // d = 128 (compiled in): the lane's four chunks written out (a loop's carried slots cost
-                                 // moves: ILGPU does not unroll), two loads in flight
+            float r0, r1, r2 = 0f, r3 = 0f;
+            if (chunks == 4 * P)
             {
+                // d = 128 (compiled in), written out (a loop's carried slots cost moves: ILGPU does not unroll): the
+                // lane's four chunks all in flight, then two heads at a time (16 slot registers rather than 32, which is
+                // what leaves room for the four loads under the register cap).
                 U4 x = live ? keys[at] : default, y = live ? keys[at + P] : default;
-                ScoreChunk(queries, hb, part, x, ref s0, ref s1, ref s2, ref s3);
-                ScoreChunk(queries, hb, part + P, y, ref s0, ref s1, ref s2, ref s3);
-                x = live ? keys[at + 2 * P] : default;
-                y = live ? keys[at + 3 * P] : default;
-                ScoreChunk(queries, hb, part + 2 * P, x, ref s0, ref s1, ref s2, ref s3);
-                ScoreChunk(queries, hb, part + 3 * P, y, ref s0, ref s1, ref s2, ref s3);
+                U4 z = live ? keys[at + 2 * P] : default, w = live ? keys[at + 3 * P] : default;
+                Vec8 s0 = new Vec8(), s1 = new Vec8();
+                ScorePair(queries, part, x, 0, hb > 1, ref s0, ref s1);
+                ScorePair(queries, part + P, y, 0, hb > 1, ref s0, ref s1);
+                ScorePair(queries, part + 2 * P, z, 0, hb > 1, ref s0, ref s1);
+                ScorePair(queries, part + 3 * P, w, 0, hb > 1, ref s0, ref s1);
+                r0 = KernelMath.FoldSlots(s0);
+                r1 = hb > 1 ? KernelMath.FoldSlots(s1) : 0f;
+                if (hb > 2)
+                {
+                    Vec8 s2 = new Vec8(), s3 = new Vec8();
+                    ScorePair(queries, part, x, 2, true, ref s2, ref s3);
+                    ScorePair(queries, part + P, y, 2, true, ref s2, ref s3);
+                    ScorePair(queries, part + 2 * P, z, 2, true, ref s2, ref s3);
+                    ScorePair(queries, part + 3 * P, w, 2, true, ref s2, ref s3);
+                    r2 = KernelMath.FoldSlots(s2);
+                    r3 = KernelMath.FoldSlots(s3);
+                }
             }
             else
             {
+                Vec8 s0 = new Vec8(), s1 = new Vec8(), s2 = new Vec8(), s3 = new Vec8();
                 for (int c = part; c < chunks; c += 2 * P)
                 {
                     bool next = c + P < chunks;
@@ -412,8 +431,12 @@ public sealed class DecodeAttentionKernel
                     ScoreChunk(queries, hb, c, x, ref s0, ref s1, ref s2, ref s3);
                     if (next) ScoreChunk(queries, hb, c + P, y, ref s0, ref s1, ref s2, ref s3);
                 }
+                r0 = KernelMath.FoldSlots(s0);
+                r1 = hb > 1 ? KernelMath.FoldSlots(s1) : 0f;
+                r2 = hb > 2 ? KernelMath.FoldSlots(s2) : 0f;
+                r3 = hb > 2 ? KernelMath.FoldSlots(s3) : 0f;
             }
-            ScoreToken(a, probs, hb, writer, slot, part, live, j, s0, s1, s2, s3);
+            ScoreToken(a, probs, hb, writer, slot, part, live, j, r0, r1, r2, r3);
         }
         // Phase 3's first two V rows of this lane's token slots: they do not wait for the scores, so their loads fly
         // during phase 2 (later rounds load after each round's accumulation).
