@@ -21,10 +21,11 @@ public static class GpuBenchmarks
     private static double _peak;
     private static bool _profile;
 
-    /// <summary>Runs the benchmarks; with <paramref name="profile"/> each op runs twice at one size, for a profiler.</summary>
-    public static int Run(GpuBackend gpu, bool profile = false)
+    /// <summary>Runs the benchmarks; with a <paramref name="profileLength"/> each op runs twice at that context length,
+    /// for a profiler.</summary>
+    public static int Run(GpuBackend gpu, int profileLength = 0)
     {
-        _profile = profile;
+        bool profile = _profile = profileLength > 0;
         Console.WriteLine($"gpu benchmarks: {gpu.Name}");
         Accelerator acc = gpu.Accelerator;
         _peak = StreamRead(acc);
@@ -44,12 +45,12 @@ public static class GpuBenchmarks
 
         using (ITensor q = Fill(DType.F32, heads, d), o = gpu.Allocate(DType.F32, new Shape(heads, d)))
         {
-            foreach (int n in profile ? [32768] : new[] { 8192, 32768, 131072 })
+            foreach (int n in profile ? [profileLength] : new[] { 8192, 32768, 131072 })
             {
                 using ITensor k = Fill(DType.F16, kvHeads, n, d), v = Fill(DType.F16, kvHeads, n, d);
                 long bytes = 2L * kvHeads * n * d * 2;
                 Report($"dense attention @ {n / 1024}K", bytes, Time(acc, () => gpu.Attention(q, k, v, n, o)));
-                if (n != (profile ? 32768 : 131072)) continue;
+                if (n != (profile ? profileLength : 131072)) continue;
                 foreach (int budget in profile ? [2048] : new[] { 256, 1024, 2048, 4096 })
                 {
                     foreach (int rows in new[] { kvHeads, heads })

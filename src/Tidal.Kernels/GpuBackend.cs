@@ -286,8 +286,7 @@ public sealed class GpuBackend : IBackend
             GroupScoreKernel.Launch(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(), aggregated, heads, groups, length);
             scores = aggregated;
         }
-        TopKSelectKernel.Launch(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups },
-            TopKScratch(groups, length));
+        SelectTopK(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups });
     }
 
     /// <inheritdoc/>
@@ -301,7 +300,7 @@ public sealed class GpuBackend : IBackend
         QuestPagesKernel.LaunchScore(F32(q, heads * d), F32(min, (int)min.Shape.ElementCount), F32(max, (int)max.Shape.ElementCount), scores,
             new QuestPagesKernel.PageShape { Heads = heads, Group = heads / kvHeads, HeadDim = d, Pages = pages, MaxPages = maxPages, Scale = 1f / MathF.Sqrt(d) });
         ArrayView<int> selected = Scratch("pages", DType.I32, (long)heads * kp).Cast<int>();
-        TopKSelectKernel.Launch(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads }, TopKScratch(heads, pages));
+        SelectTopK(new TopKSelectKernel.Args { Scores = scores, Output = selected, N = pages, K = kp, Sinks = 0, Window = 1, Rows = heads });
         QuestPagesKernel.LaunchExpand(selected, Gpu(indices).View.Cast<int>(), heads, kp, count);
     }
 
@@ -354,14 +353,17 @@ public sealed class GpuBackend : IBackend
             throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
     }
 
-    private ArrayView<int> TopKScratch(int rows, int n) => Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(rows, n)).Cast<int>();
+    private void SelectTopK(TopKSelectKernel.Args args) => TopKSelectKernel.Launch(args,
+        Scratch("topKCounters", DType.I32, TopKSelectKernel.CounterSize(args.Rows), zeroed: true).Cast<int>(),
+        Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(args.Rows, args.N)).Cast<int>());
 
     /// <summary>
     /// A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand by at least half its
     /// size: scratch that follows the context (top-k's, Quest's) would otherwise be freed and reallocated on every
-    /// step, and a free synchronizes the device, draining the launches queued ahead of it.
+    /// step, and a free synchronizes the device, draining the launches queued ahead of it. With
+    /// <paramref name="zeroed"/> it is cleared whenever it is allocated: for counters that kernels leave zero.
     /// </summary>
-    private ArrayView<byte> Scratch(string name, DType type, long count)
+    private ArrayView<byte> Scratch(string name, DType type, long count, bool zeroed = false)
     {
         long bytes = Math.Max(count, 1) * type.SizeOf();
         if (!_scratch.TryGetValue(name, out var buffer) || buffer.Length < bytes)
@@ -369,6 +371,7 @@ public sealed class GpuBackend : IBackend
             long grown = buffer is null ? 0 : buffer.Length + buffer.Length / 2;
             buffer?.Dispose();
             _scratch[name] = buffer = _device.Allocate(Math.Max(Math.Max(bytes, grown), 256));
+            if (zeroed) buffer.MemSetToZero();
         }
         return buffer.View;
     }

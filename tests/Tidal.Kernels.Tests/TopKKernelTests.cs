@@ -46,8 +46,9 @@ public sealed class TopKKernelTests : IDisposable
         Assert.Equal(expected, got);
     }
 
-    /// <summary>More keys share the threshold's 24-bit prefix than Refine keeps in shared memory: it reads the
-    /// candidates from global memory in its radix passes (with ties, also in its passes over positions).</summary>
+    /// <summary>More keys share the threshold's 24-bit prefix than the refining group keeps in shared memory: it reads
+    /// the candidates from global memory in its radix passes (with ties, also in its passes over positions). The
+    /// counters are zero again afterwards, as the next selection needs them.</summary>
     [Theory]
     [InlineData(4500, 700, "ties", 0)]
     [InlineData(4500, 200, "near", 16)]
@@ -58,13 +59,16 @@ public sealed class TopKKernelTests : IDisposable
         float[] scores = Scores(n, n + 1, kind);
         using var input = acc.Allocate1D(scores);
         using var output = acc.Allocate1D<int>(budget);
+        using var counters = acc.Allocate1D<int>(TopKSelectKernel.CounterSize(1));
         using var scratch = acc.Allocate1D<int>(TopKSelectKernel.ScratchSize(1, n));
+        counters.MemSetToZero();
         var forced = new ForcedTokens(2, 3);
         kernel.Launch(new TopKSelectKernel.Args { Scores = input.View, Output = output.View, N = n, K = budget, Sinks = forced.Sinks, Window = forced.Window, Rows = 1 },
-            scratch.View, sharedCandidates);
+            counters.View, scratch.View, sharedCandidates);
         var expected = new int[budget];
         TopK.Select(scores, budget, expected, forced);
         Assert.Equal(expected, output.GetAsArray1D());
+        Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
     }
 
     public void Dispose() => _backend.Dispose();

@@ -4,24 +4,26 @@ using ILGPU.Runtime;
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// Top-k selection in five launches after one memset: a radix select on order-preserving keys whose first two
-/// 12-bit digits are counted by many groups per row (where the scores are read), and whose last 8 bits are resolved
-/// among the few keys that share the threshold's first 24 bits:
+/// Top-k selection in four launches: a radix select on order-preserving keys whose first two 12-bit digits are counted
+/// by many groups per row (where the scores are read), and whose last 8 bits are resolved among the few keys that share
+/// the threshold's first 24 bits:
 /// <list type="number">
 /// <item>Histogram, twice (chunks × rows): each chunk of <see cref="ChunkSize"/> positions counts a digit of its keys
-/// in shared memory (the top 12 bits; then bits 19..8 of the keys in the threshold's bucket) and adds the counts to the
-/// row's histogram; the row's last group to finish finds the threshold's digit and how many keys with it are still
-/// needed.</item>
+/// in shared memory (the top 12 bits of the unforced keys; then bits 19..8 of the keys in the threshold's bucket) and
+/// adds the counts to the row's histogram; the row's last group to finish finds the threshold's digit and how many keys
+/// with it are still needed, and zeroes the histogram for the next selection. One digit is not enough: scores crowd
+/// into few buckets (a group's aggregated probabilities can share one), and the refining group is one per row.</item>
 /// <item>Gather (chunks × rows): each chunk counts what it selects outright (forced positions, keys above the
-/// threshold's 24-bit prefix) and appends the keys with that prefix (the candidates) to the row's list.</item>
-/// <item>Refine (one group per row): an 8-bit radix pass over the candidates gives the threshold key T and how many
-/// keys equal to it are taken; when that is fewer than all of them, three passes over their positions find the last
-/// one taken (ties go to the lowest positions). Then each chunk's offset in the output.</item>
+/// threshold's 24-bit prefix) and appends the keys with that prefix (the candidates, few unless scores tie) to the
+/// row's list. The row's last group to finish refines: an 8-bit radix pass over the candidates gives the threshold key
+/// T and how many keys equal to it are taken; when that is fewer than all of them, three passes over their positions
+/// find the last one taken (ties go to the lowest positions). Then each chunk's offset in the output.</item>
 /// <item>Write (chunks × rows): each chunk writes its selected positions, ascending, at its offset.</item>
 /// </list>
-/// Each group issues its 16 score loads per thread together (ILGPU does not unroll loops, so a load in a loop waits a
-/// whole memory latency per iteration), and the per-position work is a few instructions: the scores are read four
-/// times, so the kernels are bound by instructions per position more than by bytes.
+/// Every group that adds to a row's counters takes a ticket after a device fence, and the last one resets what the
+/// row's groups counted, so the counters are zero again after each selection and no launch clears them. Each group
+/// issues its 16 score loads per thread together (ILGPU does not unroll loops, so a load in a loop waits a whole memory
+/// latency per iteration), and the per-position work is a few instructions.
 /// Reference: Tidal.Core.Reference.TopK.Select, identical sets.
 /// </summary>
 public sealed class TopKSelectKernel
@@ -30,18 +32,27 @@ public sealed class TopKSelectKernel
     private const int PerThread = 16;
     private const int BucketShift = 20;
     private const int Buckets = 1 << (32 - BucketShift);
+
+    /// <summary>Bins of the refining passes (an 8-bit key digit, 11-bit position digits) and, after them, the chunk
+    /// offsets: also the most chunks a row may have.</summary>
     private const int RefineBins = 2048;
-    private const int RefineStaticBytes = RefineBins * 4 + 32 * 8 + 4 * 4;
 
     /// <summary>Positions per group.</summary>
     public const int ChunkSize = Threads * PerThread;
     private const int SkewedChunk = ChunkSize + ChunkSize / 32;
 
-    /// <summary>Per-row state ints: candidates; per level: groups done, digit, keys needed with it; threshold; last
-    /// position taken among the keys equal to it.</summary>
-    private const int StateInts = 10;
-    private const int CandidatesAt = 0, Level1At = 1, Level2At = 4, ThresholdAt = 7, LastEqualAt = 8;
-    private const int DoneOffset = 0, DigitOffset = 1, NeededOffset = 2;
+    /// <summary>The longest row: one refining group holds an offset per chunk.</summary>
+    public const int MaxPositions = RefineBins * ChunkSize;
+
+    /// <summary>Per-row counters, zero between selections: the three launches' tickets (a histogram level's at its
+    /// level) and the candidate count.</summary>
+    private const int CounterInts = 4;
+    private const int GatherTicketAt = 2, CandidatesAt = 3;
+
+    /// <summary>Per-row state: per histogram level the threshold's digit and how many keys with it are needed; the
+    /// threshold key; the last position taken among the keys equal to it.</summary>
+    private const int StateInts = 6;
+    private const int DigitOffset = 0, NeededOffset = 1, ThresholdAt = 4, LastEqualAt = 5;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -50,11 +61,13 @@ public sealed class TopKSelectKernel
         public ArrayView<float> Scores;
         /// <summary>Selected positions [rows, K], ascending.</summary>
         public ArrayView<int> Output;
-        /// <summary>Digit counts [2 levels, rows, 4096], zero before the first launch.</summary>
+        /// <summary>Digit counts [2 levels, rows, 4096]; zero before and after a selection.</summary>
         public ArrayView<int> Histograms;
-        /// <summary>Per-row state [rows, 10], zero before the first launch.</summary>
+        /// <summary>Tickets and candidate counts [rows, 4]; zero before and after a selection.</summary>
+        public ArrayView<int> Counters;
+        /// <summary>Per-row state [rows, 4].</summary>
         public ArrayView<int> State;
-        /// <summary>Per chunk: selected positions outside the candidates, then (after Refine) the chunk's output offset; [rows, chunks].</summary>
+        /// <summary>Per chunk: selected positions outside the candidates, then (after the refinement) the chunk's output offset; [rows, chunks].</summary>
         public ArrayView<int> Counts;
         /// <summary>Candidate keys [rows, N].</summary>
         public ArrayView<uint> CandidateKeys;
@@ -70,64 +83,58 @@ public sealed class TopKSelectKernel
         public int Window;
         /// <summary>Rows.</summary>
         public int Rows;
-        /// <summary>Candidates Refine keeps in shared memory (at most <see cref="MaxSharedCandidates"/>).</summary>
+        /// <summary>Candidates the refining group keeps in shared memory (at most <see cref="ChunkSize"/>).</summary>
         public int SharedCapacity;
     }
 
     private readonly Action<KernelConfig, Args, int> _histogram;
-    private readonly Action<KernelConfig, Args> _gather, _refine, _write;
-    private readonly int _refineThreads, _sharedBytes;
-
-    /// <summary>Candidates the refining group keeps in shared memory (four per thread); a row with more reads them
-    /// from global memory in every pass.</summary>
-    public int MaxSharedCandidates => 4 * _refineThreads;
+    private readonly Action<KernelConfig, Args> _gather, _write;
 
     /// <summary>Compiles the kernels.</summary>
     public TopKSelectKernel(Accelerator accelerator)
     {
-        _refineThreads = Math.Min(1024, accelerator.MaxNumThreadsPerGroup);
-        _sharedBytes = accelerator.MaxSharedMemoryPerGroup;
         _histogram = accelerator.LoadStreamKernel<Args, int>(Histogram);
         _gather = accelerator.LoadStreamKernel<Args>(Gather);
-        _refine = accelerator.LoadStreamKernel<Args>(Refine);
         _write = accelerator.LoadStreamKernel<Args>(Write);
     }
 
     /// <summary>Chunks (groups) per row of <paramref name="n"/> positions.</summary>
     public static int Chunks(int n) => Math.Max(1, (n + ChunkSize - 1) / ChunkSize);
 
-    /// <summary>Scratch ints one selection needs: histograms and states (zeroed on launch), chunk counts, candidates.</summary>
-    public static long ScratchSize(int rows, int n) => (long)rows * (2 * Buckets + StateInts + Chunks(n) + 2L * n);
+    /// <summary>Ints of the counters a selection over <paramref name="rows"/> rows uses: zero before the first
+    /// selection, and left zero by each.</summary>
+    public static long CounterSize(int rows) => (long)rows * (2 * Buckets + CounterInts);
 
-    /// <summary>Selects for <c>args.Rows</c> rows; <paramref name="scratch"/> holds <see cref="ScratchSize"/> ints.</summary>
+    /// <summary>Scratch ints one selection needs beside its counters: states, chunk counts, candidates.</summary>
+    public static long ScratchSize(int rows, int n) => (long)rows * (StateInts + Chunks(n) + 2L * n);
+
+    /// <summary>Selects for <c>args.Rows</c> rows.</summary>
     /// <param name="args">The launch; its scratch views are set here.</param>
-    /// <param name="scratch">Scratch ints.</param>
-    /// <param name="sharedCandidates">Candidates per row kept in shared memory (0 to <see cref="MaxSharedCandidates"/>;
-    /// −1: the most): tests lower it to exercise the path that reads them from global memory.</param>
-    public void Launch(Args args, ArrayView<int> scratch, int sharedCandidates = -1)
+    /// <param name="counters"><see cref="CounterSize"/> ints, zero (every selection leaves them so).</param>
+    /// <param name="scratch"><see cref="ScratchSize"/> ints.</param>
+    /// <param name="sharedCandidates">Candidates per row the refining group keeps in shared memory (0 to
+    /// <see cref="ChunkSize"/>): tests lower it to exercise the path that reads them from global memory.</param>
+    public void Launch(Args args, ArrayView<int> counters, ArrayView<int> scratch, int sharedCandidates = ChunkSize)
     {
-        if (sharedCandidates < 0) sharedCandidates = MaxSharedCandidates;
-        if (sharedCandidates > MaxSharedCandidates) throw new ArgumentOutOfRangeException(nameof(sharedCandidates), sharedCandidates, $"must be at most {MaxSharedCandidates}.");
+        if (sharedCandidates is < 0 or > ChunkSize) throw new ArgumentOutOfRangeException(nameof(sharedCandidates), sharedCandidates, $"must be within 0..{ChunkSize}.");
+        if (args.N > MaxPositions) throw new ArgumentException($"top-k over {args.N} positions per row: at most {MaxPositions} are supported.", nameof(args));
+        if (counters.Length < CounterSize(args.Rows)) throw new ArgumentException($"top-k over {args.Rows} rows needs {CounterSize(args.Rows)} counter ints, got {counters.Length}.", nameof(counters));
+        if (scratch.Length < ScratchSize(args.Rows, args.N)) throw new ArgumentException($"top-k over {args.Rows} x {args.N} needs {ScratchSize(args.Rows, args.N)} scratch ints, got {scratch.Length}.", nameof(scratch));
         int chunks = Chunks(args.N);
-        // Refine's dynamic shared memory holds the candidates and one offset per chunk beside its static 8.5 KB.
-        long free = _sharedBytes - RefineStaticBytes - 4L * chunks;
-        if (free < 0) throw new ArgumentException($"top-k over {args.N} positions needs {chunks} chunk offsets, more than one group's shared memory holds.", nameof(args));
-        sharedCandidates = (int)Math.Min(sharedCandidates, free / 8);
-        long rows = args.Rows, zeroed = rows * (2 * Buckets + StateInts);
-        args.Histograms = scratch.SubView(0, 2 * rows * Buckets);
-        args.State = scratch.SubView(2 * rows * Buckets, rows * StateInts);
-        args.Counts = scratch.SubView(zeroed, rows * chunks);
-        args.CandidateKeys = scratch.SubView(zeroed + rows * chunks, rows * args.N).Cast<uint>();
-        args.CandidatePositions = scratch.SubView(zeroed + rows * (chunks + args.N), rows * args.N);
+        long rows = args.Rows;
+        args.Histograms = counters.SubView(0, 2 * rows * Buckets);
+        args.Counters = counters.SubView(2 * rows * Buckets, rows * CounterInts);
+        args.State = scratch.SubView(0, rows * StateInts);
+        args.Counts = scratch.SubView(rows * StateInts, rows * chunks);
+        args.CandidateKeys = scratch.SubView(rows * (StateInts + chunks), rows * args.N).Cast<uint>();
+        args.CandidatePositions = scratch.SubView(rows * (StateInts + chunks + args.N), rows * args.N);
         args.SharedCapacity = sharedCandidates;
         var grid = new KernelConfig(new Index2D(chunks, args.Rows), new Index2D(Threads, 1));
         if (args.K < args.N)
         {
-            scratch.SubView(0, zeroed).MemSetToZero();
             _histogram(grid, args, 0);
             _histogram(grid, args, 1);
             _gather(grid, args);
-            _refine(new KernelConfig(new Index1D(args.Rows), new Index1D(_refineThreads), SharedMemoryConfig.RequestDynamic<int>(2 * sharedCandidates + chunks)), args);
         }
         _write(grid, args);
     }
@@ -180,19 +187,18 @@ public sealed class TopKSelectKernel
     }
 
     /// <summary>Level 0 counts the top 12 bits of every unforced key; level 1 counts bits 19..8 of the keys in the
-    /// threshold's bucket. Keys are counted from registers: no staging, no per-position forced test in chunks
-    /// without forced positions.</summary>
+    /// threshold's bucket. Keys are counted from registers: no staging, no per-position forced test in chunks without
+    /// forced positions. The row's last group resolves the level's digit.</summary>
     private static void Histogram(Args a, int level)
     {
         ArrayView<int> bins = SharedMemory.Allocate<int>(Buckets);
         ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
-        ArrayView<int> found = SharedMemory.Allocate<int>(1);
+        ArrayView<int> ticket = SharedMemory.Allocate<int>(1);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
         int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize, end = Math.Min(a.N, first + ChunkSize);
-        bool anyForced = first < sinks || end > windowStart;
         long state = (long)row * StateInts;
-        uint bucket = level == 0 ? 0u : (uint)a.State[state + Level1At + DigitOffset];
-        int remaining = level == 0 ? Unforced(a) : a.State[state + Level1At + NeededOffset];
+        uint bucket = level == 0 ? 0u : (uint)a.State[state + DigitOffset];
+        int remaining = level == 0 ? Unforced(a) : a.State[state + NeededOffset];
         for (int b = tid; b < Buckets; b += Threads) bins[b] = 0;
         Group.Barrier();
         if (remaining > 0)
@@ -200,12 +206,16 @@ public sealed class TopKSelectKernel
             long rowBase = (long)row * a.N;
             int t = first + tid;
             Vec8 low = Load8(a, rowBase, t, end, 0), high = Load8(a, rowBase, t, end, 8);
-            var c = new Counter { Bins = bins, End = end, AnyForced = anyForced, Sinks = sinks, WindowStart = windowStart, Level = level, Bucket = bucket };
+            var c = new Counter { Bins = bins, End = end, AnyForced = first < sinks || end > windowStart, Sinks = sinks, WindowStart = windowStart, Level = level, Bucket = bucket };
             c.Count8(low, t);
             c.Count8(high, t + 8 * Threads);
         }
         Group.Barrier();
-        FlushAndResolve(a, bins, row, level, level == 0 ? Level1At : Level2At, remaining, scan, found);
+        ArrayView<int> histogram = a.Histograms.SubView(((long)level * a.Rows + row) * Buckets, Buckets);
+        for (int b = tid; b < Buckets; b += Threads)
+            if (bins[b] != 0) Atomic.Add(ref histogram[b], bins[b]);
+        if (!LastOfRow(a, row, level, ticket)) return;
+        Resolve(a, histogram, bins, state + 2 * level, remaining, scan);
     }
 
     /// <summary>What <see cref="Histogram"/> counts for positions t, t + 256, …, t + 1792.</summary>
@@ -232,32 +242,40 @@ public sealed class TopKSelectKernel
     }
 
     /// <summary>
-    /// Adds the group's digit counts to the row's histogram of <paramref name="level"/>; the row's last group to finish
-    /// (each fences its adds before taking a ticket, so it sees them all) finds the digit holding the
-    /// <paramref name="remaining"/>-th largest key and how many keys with it are needed; with nothing to pick, digit
-    /// 4096 (above every key) and none.
+    /// Whether this group is the last of its row to take the ticket at <paramref name="ticketAt"/>: each group fences its
+    /// global writes before taking one, so the last sees them all. The last resets the ticket for the next selection.
     /// </summary>
-    private static void FlushAndResolve(in Args a, ArrayView<int> bins, int row, int level, int stateAt, int remaining, ArrayView<ulong> scan, ArrayView<int> found)
+    private static bool LastOfRow(in Args a, int row, int ticketAt, ArrayView<int> ticket)
     {
-        int tid = Group.IdxX;
-        long state = (long)row * StateInts + stateAt;
-        ArrayView<int> histogram = a.Histograms.SubView(((long)level * a.Rows + row) * Buckets, Buckets);
-        for (int b = tid; b < Buckets; b += Threads)
-            if (bins[b] != 0) Atomic.Add(ref histogram[b], bins[b]);
+        long at = (long)row * CounterInts + ticketAt;
         MemoryFence.DeviceLevel();
         Group.Barrier();
-        if (tid == 0) found[0] = Atomic.Add(ref a.State[state + DoneOffset], 1);
+        if (Group.IdxX == 0) ticket[0] = Atomic.Add(ref a.Counters[at], 1);
         Group.Barrier();
-        if (found[0] != Grid.DimX - 1) return;
+        if (ticket[0] != Grid.DimX - 1) return false;
+        if (Group.IdxX == 0) a.Counters[at] = 0;
+        MemoryFence.DeviceLevel();
+        return true;
+    }
+
+    /// <summary>
+    /// The row's last histogram group of a level: takes the row's digit counts (zeroing them for the next selection) and
+    /// finds the digit holding the <paramref name="remaining"/>-th largest key and how many keys with it are needed, in
+    /// the level's state at <paramref name="state"/>; with nothing to pick, digit 4096 (above every key) and none.
+    /// </summary>
+    private static void Resolve(in Args a, ArrayView<int> histogram, ArrayView<int> bins, long state, int remaining, ArrayView<ulong> scan)
+    {
+        int tid = Group.IdxX;
         if (remaining <= 0)
         {
             if (tid == 0) { a.State[state + DigitOffset] = Buckets; a.State[state + NeededOffset] = 0; }
             return;
         }
-        MemoryFence.DeviceLevel();
         ArrayView<U4> counts = histogram.Cast<U4>();
         U4 c0 = counts[tid], c1 = counts[tid + Threads], c2 = counts[tid + 2 * Threads], c3 = counts[tid + 3 * Threads];
         Put(bins, 4 * tid, c0); Put(bins, 4 * (tid + Threads), c1); Put(bins, 4 * (tid + 2 * Threads), c2); Put(bins, 4 * (tid + 3 * Threads), c3);
+        var zero = new U4();
+        counts[tid] = zero; counts[tid + Threads] = zero; counts[tid + 2 * Threads] = zero; counts[tid + 3 * Threads] = zero;
         Group.Barrier();
         // Thread t owns the 16 digits below 4096 − 16t, so the scan runs from the largest digit down.
         int top = Buckets - PerThread * tid, sum = 0;
@@ -282,22 +300,23 @@ public sealed class TopKSelectKernel
 
     /// <summary>The threshold's first 24 bits (the two resolved digits); above every key when nothing is to be picked.</summary>
     private static uint Prefix(in Args a, long state) =>
-        ((uint)a.State[state + Level1At + DigitOffset] << 12) | (uint)a.State[state + Level2At + DigitOffset];
+        ((uint)a.State[state + DigitOffset] << 12) | (uint)a.State[state + 2 + DigitOffset];
 
     /// <summary>Each chunk counts the positions it selects outright (forced, or keys above the threshold's 24-bit
-    /// prefix) and appends the keys with that prefix (the candidates, few unless scores tie) to the row's list.</summary>
+    /// prefix) and appends the keys with that prefix (the candidates) to the row's list; the row's last group refines.</summary>
     private static void Gather(Args a)
     {
         ArrayView<uint> listKeys = SharedMemory.Allocate<uint>(ChunkSize);
         ArrayView<int> listPositions = SharedMemory.Allocate<int>(ChunkSize);
-        ArrayView<int> counters = SharedMemory.Allocate<int>(3);
+        ArrayView<int> bins = SharedMemory.Allocate<int>(RefineBins);
+        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
+        ArrayView<int> counters = SharedMemory.Allocate<int>(4);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
         int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize, end = Math.Min(a.N, first + ChunkSize);
-        long state = (long)row * StateInts;
         var g = new Gatherer
         {
             Keys = listKeys, Positions = listPositions, Counters = counters, End = end, AnyForced = first < sinks || end > windowStart,
-            Sinks = sinks, WindowStart = windowStart, Prefix = Prefix(a, state),
+            Sinks = sinks, WindowStart = windowStart, Prefix = Prefix(a, (long)row * StateInts),
         };
         if (tid == 0) { counters[0] = 0; counters[1] = 0; }
         Group.Barrier();
@@ -311,15 +330,17 @@ public sealed class TopKSelectKernel
         if (tid == 0)
         {
             a.Counts[(long)row * Grid.DimX + chunk] = counters[1];
-            counters[2] = matches > 0 ? Atomic.Add(ref a.State[state + CandidatesAt], matches) : 0;
+            counters[2] = matches > 0 ? Atomic.Add(ref a.Counters[(long)row * CounterInts + CandidatesAt], matches) : 0;
         }
         Group.Barrier();
-        long at = (long)row * a.N + counters[2];
+        long at = rowBase + counters[2];
         for (int i = tid; i < matches; i += Threads)
         {
             a.CandidateKeys[at + i] = listKeys[i];
             a.CandidatePositions[at + i] = listPositions[i];
         }
+        if (!LastOfRow(a, row, GatherTicketAt, counters.SubView(3, 1))) return;
+        Refine(a, row, listKeys, listPositions, bins, scan, counters);
     }
 
     /// <summary>What <see cref="Gather"/> does for positions t, t + 256, …, t + 1792: returns how many it selects outright.</summary>
@@ -351,27 +372,30 @@ public sealed class TopKSelectKernel
         }
     }
 
-    private static void Refine(Args a)
+    /// <summary>
+    /// The row's last gathering group: finds the threshold key among the row's candidates (in shared memory when they
+    /// fit, else read from global memory in every pass), the last position taken among the keys equal to it, and each
+    /// chunk's output offset. Resets the candidate count for the next selection.
+    /// </summary>
+    private static void Refine(in Args a, int row, ArrayView<uint> listKeys, ArrayView<int> listPositions, ArrayView<int> bins, ArrayView<ulong> scan, ArrayView<int> found)
     {
-        ArrayView<int> shared = SharedMemory.GetDynamic<int>();
-        ArrayView<int> bins = SharedMemory.Allocate<int>(RefineBins);
-        ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
-        ArrayView<int> found = SharedMemory.Allocate<int>(3);
-        int row = Grid.IdxX, tid = Group.IdxX, threads = Group.DimX, chunks = Chunks(a.N), capacity = a.SharedCapacity;
-        long state = (long)row * StateInts, list = (long)row * a.N, counts = (long)row * chunks;
-        int count = a.State[state + CandidatesAt], needed = a.State[state + Level2At + NeededOffset];
-        uint prefix = Prefix(a, state);
+        int tid = Group.IdxX, chunks = Grid.DimX;
+        long state = (long)row * StateInts, list = (long)row * a.N, counts = (long)row * chunks, candidates = (long)row * CounterInts + CandidatesAt;
+        Group.Barrier(); // the ticket's slot is read before found is reused
+        if (tid == 0)
+        {
+            found[0] = a.Counters[candidates];
+            a.Counters[candidates] = 0;
+        }
+        Group.Barrier();
+        int count = found[0], needed = a.State[state + 2 + NeededOffset];
         ArrayView<uint> keys = a.CandidateKeys.SubView(list, a.N);
         ArrayView<int> positions = a.CandidatePositions.SubView(list, a.N);
-        ArrayView<int> offsets = shared.SubView(2L * capacity, chunks);
-        for (int c = tid; c < chunks; c += threads) offsets[c] = a.Counts[counts + c];
-        if (count <= capacity)
+        if (count <= a.SharedCapacity)
         {
-            ArrayView<uint> sharedKeys = shared.SubView(0, capacity).Cast<uint>();
-            ArrayView<int> sharedPositions = shared.SubView(capacity, capacity);
-            CopyCandidates(keys, positions, sharedKeys, sharedPositions, count);
-            keys = sharedKeys;
-            positions = sharedPositions;
+            for (int i = 0; i < count; i += 4 * Threads) CopyCandidates(keys, positions, listKeys, listPositions, i, count);
+            keys = listKeys;
+            positions = listPositions;
         }
         Group.Barrier();
 
@@ -380,7 +404,7 @@ public sealed class TopKSelectKernel
         int lastEqual = -1;
         if (needed > 0)
         {
-            uint p = prefix << 8, m = 0xFFFF_FF00u;
+            uint p = Prefix(a, state) << 8, m = 0xFFFF_FF00u;
             int r = needed;
             int equal = SelectDigit(keys, positions, count, false, 0, 0, 8, ref p, ref m, ref r, bins, scan, found);
             threshold = p;
@@ -397,18 +421,20 @@ public sealed class TopKSelectKernel
         }
 
         // Each chunk's offset: the positions selected before it.
-        for (int i = tid; i < count; i += threads)
+        for (int c = tid; c < chunks; c += Threads) bins[c] = a.Counts[counts + c];
+        Group.Barrier();
+        for (int i = tid; i < count; i += Threads)
         {
             uint key = keys[i];
             int t = positions[i];
-            if (key > threshold || (key == threshold && t <= lastEqual)) Atomic.Add(ref offsets[t / ChunkSize], 1);
+            if (key > threshold || (key == threshold && t <= lastEqual)) Atomic.Add(ref bins[t / ChunkSize], 1);
         }
         Group.Barrier();
         long running = 0;
-        for (int c0 = 0; c0 < chunks; c0 += threads)
+        for (int c0 = 0; c0 < chunks; c0 += Threads)
         {
             int c = c0 + tid;
-            ulong before = BlockScan.Exclusive(scan, c < chunks ? (ulong)offsets[c] : 0ul, out ulong total);
+            ulong before = BlockScan.Exclusive(scan, c < chunks ? (ulong)bins[c] : 0ul, out ulong total);
             if (c < chunks) a.Counts[counts + c] = (int)(running + (long)before);
             running += (long)total;
         }
@@ -419,10 +445,10 @@ public sealed class TopKSelectKernel
         }
     }
 
-    /// <summary>Copies up to 4 candidates per thread into shared memory, all loads in flight at once.</summary>
-    private static void CopyCandidates(ArrayView<uint> keys, ArrayView<int> positions, ArrayView<uint> sharedKeys, ArrayView<int> sharedPositions, int count)
+    /// <summary>Copies candidates from..from + 4·256 into shared memory, a thread's four loads in flight at once.</summary>
+    private static void CopyCandidates(ArrayView<uint> keys, ArrayView<int> positions, ArrayView<uint> sharedKeys, ArrayView<int> sharedPositions, int from, int count)
     {
-        int i0 = Group.IdxX, i1 = i0 + Group.DimX, i2 = i1 + Group.DimX, i3 = i2 + Group.DimX;
+        int i0 = from + Group.IdxX, i1 = i0 + Threads, i2 = i1 + Threads, i3 = i2 + Threads;
         uint k0 = i0 < count ? keys[i0] : 0, k1 = i1 < count ? keys[i1] : 0, k2 = i2 < count ? keys[i2] : 0, k3 = i3 < count ? keys[i3] : 0;
         int p0 = i0 < count ? positions[i0] : 0, p1 = i1 < count ? positions[i1] : 0, p2 = i2 < count ? positions[i2] : 0, p3 = i3 < count ? positions[i3] : 0;
         if (i0 < count) { sharedKeys[i0] = k0; sharedPositions[i0] = p0; }
