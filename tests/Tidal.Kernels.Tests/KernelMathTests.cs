@@ -25,6 +25,21 @@ public class KernelMathTests
             }
         });
 
+    /// <summary>Any bit pattern (NaNs of both signs, both zeros, infinities, subnormals among them) gets the reference's
+    /// order-preserving key.</summary>
+    [Property(MaxTest = 200)]
+    public Property OrderedKey_IsTheReferences() =>
+        Prop.ForAll(Gen.Choose(0, int.MaxValue - 1).ToArbitrary(), seed =>
+        {
+            var r = new Random(seed);
+            float[] special = [float.NaN, -float.NaN, 0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.Epsilon, -float.Epsilon];
+            for (int i = 0; i < 64; i++)
+            {
+                float x = i < special.Length ? special[i] : RandomFloat(r);
+                Assert.Equal(Tidal.Core.Reference.TopK.OrderedKey(x), KernelMath.OrderedKey(x));
+            }
+        });
+
     [Property(MaxTest = 300)]
     public Property FloatToHalf_RoundsLikeSystemHalf() =>
         Prop.ForAll(Gen.Choose(0, int.MaxValue - 1).ToArbitrary(), seed =>

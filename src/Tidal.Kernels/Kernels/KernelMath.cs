@@ -207,13 +207,14 @@ public static class KernelMath
         return Add(v, Warp.ShuffleXor(v, 1));
     }
 
-    /// <summary>The order-preserving key of Tidal.Core.Reference.TopK.OrderedKey.</summary>
+    /// <summary>The order-preserving key of Tidal.Core.Reference.TopK.OrderedKey, without branches (selects only):
+    /// negative values flip every bit, the others set the sign bit; NaN is 0 and both zeros are 0x8000_0000.</summary>
     public static uint OrderedKey(float value)
     {
-        if (float.IsNaN(value)) return 0;
-        if (value == 0f) return 0x8000_0000u;
-        uint bits = Interop.FloatAsInt(value);
-        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+        uint bits = Interop.FloatAsInt(value), magnitude = bits & 0x7FFF_FFFFu;
+        uint key = bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);
+        key = magnitude == 0 ? 0x8000_0000u : key;
+        return magnitude > 0x7F80_0000u ? 0u : key;
     }
 }
 

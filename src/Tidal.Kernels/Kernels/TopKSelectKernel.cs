@@ -154,16 +154,18 @@ public sealed class TopKSelectKernel
     /// reading their runs (16 apart) hit 32 different banks.</summary>
     private static int Skewed(int i) => i + i / 32;
 
-    private static float Score(in Args a, long rowBase, int t, int end) => t < end ? a.Scores[rowBase + t] : 0f;
+    private static float Score(ArrayView<float> row, int t, int end) => t < end ? row[t] : 0f;
 
-    /// <summary>Scores of positions t + (j..j+7)·256, loaded together.</summary>
+    /// <summary>Scores of positions t + (j..j+7)·256 of the row starting at <paramref name="rowBase"/>, loaded together
+    /// (through a view of the row, so each address is one 32-bit offset from its base).</summary>
     private static Vec8 Load8(in Args a, long rowBase, int t, int end, int j)
     {
+        ArrayView<float> row = a.Scores.SubView(rowBase, a.N);
         var v = new Vec8();
-        v.F0 = Score(a, rowBase, t + j * Threads, end); v.F1 = Score(a, rowBase, t + (j + 1) * Threads, end);
-        v.F2 = Score(a, rowBase, t + (j + 2) * Threads, end); v.F3 = Score(a, rowBase, t + (j + 3) * Threads, end);
-        v.F4 = Score(a, rowBase, t + (j + 4) * Threads, end); v.F5 = Score(a, rowBase, t + (j + 5) * Threads, end);
-        v.F6 = Score(a, rowBase, t + (j + 6) * Threads, end); v.F7 = Score(a, rowBase, t + (j + 7) * Threads, end);
+        v.F0 = Score(row, t + j * Threads, end); v.F1 = Score(row, t + (j + 1) * Threads, end);
+        v.F2 = Score(row, t + (j + 2) * Threads, end); v.F3 = Score(row, t + (j + 3) * Threads, end);
+        v.F4 = Score(row, t + (j + 4) * Threads, end); v.F5 = Score(row, t + (j + 5) * Threads, end);
+        v.F6 = Score(row, t + (j + 6) * Threads, end); v.F7 = Score(row, t + (j + 7) * Threads, end);
         return v;
     }
 
@@ -191,7 +193,8 @@ public sealed class TopKSelectKernel
     /// forced positions. The row's last group resolves the level's digit.</summary>
     private static void Histogram(Args a, int level)
     {
-        ArrayView<int> bins = SharedMemory.Allocate<int>(Buckets);
+        ArrayView<U4> bins4 = SharedMemory.Allocate<U4>(Buckets / 4);
+        ArrayView<int> bins = bins4.Cast<int>();
         ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
         ArrayView<int> ticket = SharedMemory.Allocate<int>(1);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
@@ -199,32 +202,48 @@ public sealed class TopKSelectKernel
         long state = (long)row * StateInts;
         uint bucket = level == 0 ? 0u : (uint)a.State[state + DigitOffset];
         int remaining = level == 0 ? Unforced(a) : a.State[state + NeededOffset];
-        for (int b = tid; b < Buckets; b += Threads) bins[b] = 0;
+        var zero = new U4();
+        bins4[tid] = zero; bins4[tid + Threads] = zero; bins4[tid + 2 * Threads] = zero; bins4[tid + 3 * Threads] = zero;
         Group.Barrier();
         if (remaining > 0)
         {
             long rowBase = (long)row * a.N;
             int t = first + tid;
             Vec8 low = Load8(a, rowBase, t, end, 0), high = Load8(a, rowBase, t, end, 8);
-            var c = new Counter { Bins = bins, End = end, AnyForced = first < sinks || end > windowStart, Sinks = sinks, WindowStart = windowStart, Level = level, Bucket = bucket };
+            var c = new Counter
+            {
+                Bins = bins, End = end, Sinks = sinks, WindowStart = windowStart,
+                MatchMask = level == 0 ? 0u : 0xFFFF_FFFFu << BucketShift, MatchValue = bucket << BucketShift, Shift = level == 0 ? BucketShift : 8,
+            };
             c.Count8(low, t);
             c.Count8(high, t + 8 * Threads);
         }
         Group.Barrier();
         ArrayView<int> histogram = a.Histograms.SubView(((long)level * a.Rows + row) * Buckets, Buckets);
-        for (int b = tid; b < Buckets; b += Threads)
-            if (bins[b] != 0) Atomic.Add(ref histogram[b], bins[b]);
+        Flush4(histogram, 4 * tid, bins4[tid]); Flush4(histogram, 4 * (tid + Threads), bins4[tid + Threads]);
+        Flush4(histogram, 4 * (tid + 2 * Threads), bins4[tid + 2 * Threads]); Flush4(histogram, 4 * (tid + 3 * Threads), bins4[tid + 3 * Threads]);
         if (!LastOfRow(a, row, level, ticket)) return;
         Resolve(a, histogram, bins, state + 2 * level, remaining, scan);
     }
 
-    /// <summary>What <see cref="Histogram"/> counts for positions t, t + 256, …, t + 1792.</summary>
+    /// <summary>Adds four of the group's digit counts to the row's histogram, those that are not zero.</summary>
+    private static void Flush4(ArrayView<int> histogram, int at, U4 v)
+    {
+        if (v.X != 0) Atomic.Add(ref histogram[at], (int)v.X);
+        if (v.Y != 0) Atomic.Add(ref histogram[at + 1], (int)v.Y);
+        if (v.Z != 0) Atomic.Add(ref histogram[at + 2], (int)v.Z);
+        if (v.W != 0) Atomic.Add(ref histogram[at + 3], (int)v.W);
+    }
+
+    /// <summary>What <see cref="Histogram"/> counts for positions t, t + 256, …, t + 1792: the keys inside the row and
+    /// not forced whose bits under <see cref="MatchMask"/> equal <see cref="MatchValue"/> (level 0: all; level 1: the
+    /// threshold's bucket), by their 12 bits from <see cref="Shift"/>. Written without branches: a position's tests
+    /// and its digit are a few selects before one predicated shared atomic.</summary>
     private struct Counter
     {
         public ArrayView<int> Bins;
-        public int End, Sinks, WindowStart, Level;
-        public bool AnyForced;
-        public uint Bucket;
+        public int End, Sinks, WindowStart, Shift;
+        public uint MatchMask, MatchValue;
 
         public readonly void Count8(in Vec8 v, int t)
         {
@@ -234,10 +253,9 @@ public sealed class TopKSelectKernel
 
         private readonly void Count(float score, int t)
         {
-            if (t >= End || (AnyForced && Forced(t, Sinks, WindowStart))) return;
             uint key = KernelMath.OrderedKey(score);
-            if (Level == 0) Atomic.Add(ref Bins[(int)(key >> BucketShift)], 1);
-            else if (key >> BucketShift == Bucket) Atomic.Add(ref Bins[Digit2(key)], 1);
+            if (t < End & t >= Sinks & t < WindowStart & (key & MatchMask) == MatchValue)
+                Atomic.Add(ref Bins[(int)((key >> Shift) & (Buckets - 1))], 1);
         }
     }
 
@@ -294,9 +312,6 @@ public sealed class TopKSelectKernel
     {
         bins[at] = (int)v.X; bins[at + 1] = (int)v.Y; bins[at + 2] = (int)v.Z; bins[at + 3] = (int)v.W;
     }
-
-    /// <summary>The second digit: bits 19..8.</summary>
-    private static int Digit2(uint key) => (int)((key >> 8) & (Buckets - 1));
 
     /// <summary>The threshold's first 24 bits (the two resolved digits); above every key when nothing is to be picked.</summary>
     private static uint Prefix(in Args a, long state) =>
