@@ -1,3 +1,4 @@
+using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -138,8 +139,6 @@ public sealed class TopKSelectKernel
         }
         _write(grid, args);
     }
-
-    private static bool Forced(int t, int sinks, int windowStart) => t < sinks || t >= windowStart;
 
     private static int WindowStart(in Args a) => Math.Max(0, a.N - Math.Max(a.Window, 1));
 
@@ -330,7 +329,7 @@ public sealed class TopKSelectKernel
         int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), first = chunk * ChunkSize, end = Math.Min(a.N, first + ChunkSize);
         var g = new Gatherer
         {
-            Keys = listKeys, Positions = listPositions, Counters = counters, End = end, AnyForced = first < sinks || end > windowStart,
+            Keys = listKeys, Positions = listPositions, Counters = counters, End = end,
             Sinks = sinks, WindowStart = windowStart, Prefix = Prefix(a, (long)row * StateInts),
         };
         if (tid == 0) { counters[0] = 0; counters[1] = 0; }
@@ -358,13 +357,13 @@ public sealed class TopKSelectKernel
         Refine(a, row, listKeys, listPositions, bins, scan, counters);
     }
 
-    /// <summary>What <see cref="Gather"/> does for positions t, t + 256, …, t + 1792: returns how many it selects outright.</summary>
+    /// <summary>What <see cref="Gather"/> does for positions t, t + 256, …, t + 1792: returns how many it selects
+    /// outright. A position's tests are selects; only a candidate's append branches.</summary>
     private struct Gatherer
     {
         public ArrayView<uint> Keys;
         public ArrayView<int> Positions, Counters;
         public int End, Sinks, WindowStart;
-        public bool AnyForced;
         public uint Prefix;
 
         public readonly int Gather8(in Vec8 v, int t) =>
@@ -373,17 +372,15 @@ public sealed class TopKSelectKernel
 
         private readonly int One(float score, int t)
         {
-            if (t >= End) return 0;
-            if (AnyForced && Forced(t, Sinks, WindowStart)) return 1;
             uint key = KernelMath.OrderedKey(score), top = key >> 8;
-            if (top > Prefix) return 1;
-            if (top == Prefix)
+            bool inside = t < End, forced = t < Sinks | t >= WindowStart;
+            if (inside & !forced & top == Prefix)
             {
                 int at = Atomic.Add(ref Counters[0], 1);
                 Keys[at] = key;
                 Positions[at] = t;
             }
-            return 0;
+            return inside & (forced | top > Prefix) ? 1 : 0;
         }
     }
 
@@ -528,29 +525,38 @@ public sealed class TopKSelectKernel
         long state = (long)row * StateInts;
         var rule = new Selection
         {
-            Threshold = (uint)a.State[state + ThresholdAt], LastEqual = a.State[state + LastEqualAt],
+            Keys = keys, First = first, End = end, Threshold = (uint)a.State[state + ThresholdAt], LastEqual = a.State[state + LastEqualAt],
             Sinks = Math.Min(a.Sinks, n), WindowStart = WindowStart(a),
         };
-        rule.AnyForced = first < rule.Sinks || end > rule.WindowStart;
         int offset = a.Counts[(long)row * Grid.DimX + chunk];
         StageKeys(a, keys, row, first, end);
-        int taken = 0;
-        for (int t = runStart; t < runEnd; t++)
-            if (rule.Taken(keys[Skewed(t - first)], t)) taken++;
-        int slot = offset + (int)BlockScan.Exclusive(scan, (ulong)taken, out ulong _);
-        if (taken == 0) return; // most runs select nothing
-        for (int t = runStart; t < runEnd; t++)
-            if (rule.Taken(keys[Skewed(t - first)], t)) a.Output[outBase + slot++] = t;
+        uint taken = rule.Run16(runStart);
+        int slot = offset + (int)BlockScan.Exclusive(scan, (ulong)BitOperations.PopCount(taken), out ulong _);
+        // Bit 15 − j stands for position runStart + j, so the leading zeros name the lowest selected position left.
+        for (; taken != 0; taken &= ~(0x8000u >> (BitOperations.LeadingZeroCount(taken) - 16)))
+            a.Output[outBase + slot++] = runStart + BitOperations.LeadingZeroCount(taken) - 16;
     }
 
-    /// <summary>Whether a position is selected, once the threshold is known.</summary>
+    /// <summary>Which positions of a thread's run are selected, once the threshold is known: a position's tests are
+    /// selects, not branches (forced positions, keys above the threshold, keys equal to it up to the last position
+    /// taken, inside the row).</summary>
     private struct Selection
     {
+        public ArrayView<uint> Keys;
         public uint Threshold;
-        public int LastEqual, Sinks, WindowStart;
-        public bool AnyForced;
+        public int First, End, LastEqual, Sinks, WindowStart;
 
-        public readonly bool Taken(uint key, int t) =>
-            key > Threshold || (key == Threshold && t <= LastEqual) || (AnyForced && Forced(t, Sinks, WindowStart));
+        /// <summary>Bit 15 − j: whether position <paramref name="t"/> + j is selected, for j = 0..15.</summary>
+        public readonly uint Run16(int t) =>
+            Bit(t, 0) | Bit(t, 1) | Bit(t, 2) | Bit(t, 3) | Bit(t, 4) | Bit(t, 5) | Bit(t, 6) | Bit(t, 7) |
+            Bit(t, 8) | Bit(t, 9) | Bit(t, 10) | Bit(t, 11) | Bit(t, 12) | Bit(t, 13) | Bit(t, 14) | Bit(t, 15);
+
+        private readonly uint Bit(int run, int j)
+        {
+            int t = run + j;
+            uint key = Keys[Skewed(t - First)];
+            bool taken = t < End & (key > Threshold | (key == Threshold & t <= LastEqual) | t < Sinks | t >= WindowStart);
+            return taken ? 0x8000u >> j : 0u;
+        }
     }
 }
