@@ -53,7 +53,7 @@ public sealed class TopKSelectKernel
     /// <summary>Per-row state: per histogram level the threshold's digit and how many keys with it are needed; the
     /// threshold key; the last position taken among the keys equal to it.</summary>
     private const int StateInts = 6;
-    private const int DigitOffset = 0, NeededOffset = 1, ThresholdAt = 4, LastEqualAt = 5;
+    private const int LevelInts = 2, DigitOffset = 0, NeededOffset = 1, ThresholdAt = 4, LastEqualAt = 5;
 
     /// <summary>Arguments of one launch.</summary>
     public struct Args
@@ -222,7 +222,7 @@ public sealed class TopKSelectKernel
         Flush4(histogram, 4 * tid, bins4[tid]); Flush4(histogram, 4 * (tid + Threads), bins4[tid + Threads]);
         Flush4(histogram, 4 * (tid + 2 * Threads), bins4[tid + 2 * Threads]); Flush4(histogram, 4 * (tid + 3 * Threads), bins4[tid + 3 * Threads]);
         if (!LastOfRow(a, row, level, ticket)) return;
-        Resolve(a, histogram, bins, state + 2 * level, remaining, scan);
+        Resolve(a, histogram, bins, state + LevelInts * level, remaining, scan);
     }
 
     /// <summary>Adds four of the group's digit counts to the row's histogram, those that are not zero.</summary>
@@ -294,17 +294,29 @@ public sealed class TopKSelectKernel
         var zero = new U4();
         counts[tid] = zero; counts[tid + Threads] = zero; counts[tid + 2 * Threads] = zero; counts[tid + 3 * Threads] = zero;
         Group.Barrier();
-        // Thread t owns the 16 digits below 4096 − 16t, so the scan runs from the largest digit down.
-        int top = Buckets - PerThread * tid, sum = 0;
-        for (int b = top - PerThread; b < top; b++) sum += bins[b];
-        int before = (int)BlockScan.Exclusive(scan, (ulong)sum, out ulong _);
-        if (before < remaining && remaining <= before + sum)
+        if (FindDigit(bins, Buckets, remaining, scan, out int digit, out int r))
         {
-            int r = remaining - before, digit = top - 1;
-            while (bins[digit] < r) r -= bins[digit--];
             a.State[state + DigitOffset] = digit;
             a.State[state + NeededOffset] = r;
         }
+    }
+
+    /// <summary>
+    /// Finds the digit that holds the <paramref name="r"/>-th largest of the values counted in
+    /// <paramref name="bins"/> (<paramref name="size"/> digits) and that value's rank among the digit's values. Thread t
+    /// owns the `per` digits below size − per·t, so thread order is descending digit order; only the thread owning the
+    /// digit returns true. Every thread of the group must call.
+    /// </summary>
+    private static bool FindDigit(ArrayView<int> bins, int size, int r, ArrayView<ulong> scan, out int digit, out int rank)
+    {
+        int threads = Group.DimX, per = (size + threads - 1) / threads, top = size - per * Group.IdxX, sum = 0;
+        for (int b = Math.Max(top - per, 0); b < top; b++) sum += bins[b];
+        int before = (int)BlockScan.Exclusive(scan, (ulong)sum, out ulong _);
+        digit = top - 1;
+        rank = r - before;
+        if (before >= r || r > before + sum) return false;
+        while (bins[digit] < rank) rank -= bins[digit--];
+        return true;
     }
 
     private static void Put(ArrayView<int> bins, int at, U4 v)
@@ -314,7 +326,7 @@ public sealed class TopKSelectKernel
 
     /// <summary>The threshold's first 24 bits (the two resolved digits); above every key when nothing is to be picked.</summary>
     private static uint Prefix(in Args a, long state) =>
-        ((uint)a.State[state + DigitOffset] << 12) | (uint)a.State[state + 2 + DigitOffset];
+        ((uint)a.State[state + DigitOffset] << 12) | (uint)a.State[state + LevelInts + DigitOffset];
 
     /// <summary>Each chunk counts the positions it selects outright (forced, or keys above the threshold's 24-bit
     /// prefix) and appends the keys with that prefix (the candidates) to the row's list; the row's last group refines.</summary>
@@ -393,14 +405,13 @@ public sealed class TopKSelectKernel
     {
         int tid = Group.IdxX, chunks = Grid.DimX;
         long state = (long)row * StateInts, list = (long)row * a.N, counts = (long)row * chunks, candidates = (long)row * CounterInts + CandidatesAt;
-        Group.Barrier(); // the ticket's slot is read before found is reused
         if (tid == 0)
         {
             found[0] = a.Counters[candidates];
             a.Counters[candidates] = 0;
         }
         Group.Barrier();
-        int count = found[0], needed = a.State[state + 2 + NeededOffset];
+        int count = found[0], needed = a.State[state + LevelInts + NeededOffset];
         ArrayView<uint> keys = a.CandidateKeys.SubView(list, a.N);
         ArrayView<int> positions = a.CandidatePositions.SubView(list, a.N);
         if (count <= a.SharedCapacity)
@@ -488,14 +499,8 @@ public sealed class TopKSelectKernel
             if ((!byPosition || key == equalTo) && (value & mask) == prefix) Atomic.Add(ref bins[(int)((value >> shift) & digitMask)], 1);
         }
         Group.Barrier();
-        // Thread t owns the `per` digits below size − per·t: thread order is descending digit order.
-        int per = (size + threads - 1) / threads, top = size - per * tid, sum = 0;
-        for (int b = Math.Max(top - per, 0); b < top; b++) sum += bins[b];
-        int before = (int)BlockScan.Exclusive(scan, (ulong)sum, out ulong _);
-        if (before < r && r <= before + sum)
+        if (FindDigit(bins, size, r, scan, out int digit, out int rank))
         {
-            int rank = r - before, digit = top - 1;
-            while (bins[digit] < rank) rank -= bins[digit--];
             found[0] = digit;
             found[1] = rank;
             found[2] = bins[digit];
