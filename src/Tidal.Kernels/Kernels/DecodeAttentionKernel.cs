@@ -18,10 +18,13 @@ namespace Tidal.Kernels.Kernels;
 /// per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per chunk and head to fold and 40 %
 /// more instructions per byte.)</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
-/// <item>lane t of warp c is token slot t (tokens t, t + 32, …, in order) for channels [8c, 8c + 8): 16 bytes of V per
-/// token, two tokens in flight (four would exceed the 64 registers two groups per SM allow: the spills cost 25 %), p·v
-/// with fma, the block's probabilities of a token side by side in shared memory (one load); the 32 slots then fold by
-/// shuffle-xor halving.</item>
+/// <item>thread i is token slot t = i / (d/8) (tokens t, t + 32, …, in order) for channels [8c, 8c + 8), c = i % (d/8):
+/// 16 bytes of V per token, so a warp reads whole consecutive rows (with one chunk per warp and a slot per lane, every
+/// 16 bytes fell in its own line: ncu counted the L1 at 84 % and a third of all sectors wasted); two tokens in flight
+/// (four would exceed the 64 registers two groups per SM allow: the spills cost 25 %), p·v with fma, the block's
+/// probabilities of a token side by side in shared memory (one load).</item>
+/// <item>the 32 slots of each channel, now in different warps, fold through shared memory in the canonical halving
+/// order, one head at a time.</item>
 /// </list>
 /// Reference: Tidal.Core.Reference.Attention.Partial / SparsePerQueryHead / SparsePerKvHead / SparseShared, bit for bit.
 /// </summary>
@@ -226,7 +229,7 @@ public sealed class DecodeAttentionKernel
         if (args.QStride % 4 != 0) throw new ArgumentException($"query rows must start 16-byte aligned, got a stride of {args.QStride}.", nameof(args));
         if ((long)args.Capacity * (args.HeadDim / 8) > int.MaxValue) throw new ArgumentException($"a KV head of {args.Capacity} positions × {args.HeadDim} channels is too large for 32-bit chunk offsets.", nameof(args));
         int warps = args.HeadDim / 8;
-        int shared = QueryFloats(warps) + args.HeadsPerBlock * (PaddedSplit(args.SplitSize) + warps);
+        int shared = SharedFloats(args.HeadDim, args.HeadsPerBlock, args.SplitSize);
         Kernel(args.Mode == Modes.Range, args.HeadsPerBlock, args.HeadDim)(
             new KernelConfig(new Index2D(args.Heads / args.HeadsPerBlock, args.Rows * args.SplitsPerRow), new Index2D(32 * warps, 1), SharedMemoryConfig.RequestDynamic<F4>((shared + 3) / 4)), args);
     }
@@ -234,6 +237,17 @@ public sealed class DecodeAttentionKernel
     /// <summary>Floats of the block's queries in shared memory: per chunk its heads' 8 values (4 heads · 8 = 32 floats),
     /// padded to 36 so that the 4 lanes of a token, reading chunks c, c + 1, c + 2, c + 3, hit different banks.</summary>
     private static int QueryFloats(int chunks) => 36 * chunks;
+
+    /// <summary>Floats of shared memory a group uses: the queries and probabilities, whose space the fold of phase 4 then
+    /// reuses; the per-warp maxima; the slots' probability sums.</summary>
+    private static int SharedFloats(int d, int hb, int splitSize) =>
+        Math.Max(QueryFloats(d / 8) + hb * PaddedSplit(splitSize), FoldFloats(d)) + hb * (d / 8) + 32;
+
+    /// <summary>Floats of one head's 32 slot rows in phase 4, each padded to a stride ≡ 8 (mod 32) floats so that the
+    /// fold's reads (8 channels × 4 slot quarters per warp) hit 32 different banks.</summary>
+    private static int FoldStride(int d) => (d + 23) / 32 * 32 + 8;
+
+    private static int FoldFloats(int d) => 32 * FoldStride(d);
 
     /// <summary>A split's probability rows rounded up to whole rounds of phase 3 (64 tokens), which reads them unguarded.</summary>
     private static int PaddedSplit(int splitSize) => (splitSize + 63) / 64 * 64;
@@ -356,11 +370,13 @@ public sealed class DecodeAttentionKernel
         int splitStart = split * S;
         int n = Math.Min(S, count - splitStart);
         // Shared memory: the block's queries; probs[j · hb + h], entry j's scores, then probabilities, of the block's
-        // heads side by side (one load in phase 3); per-warp maxima.
+        // heads side by side (one load in phase 3); per-warp maxima; slot sums. Phase 4's fold reuses the first two.
         ArrayView<F4> queries = shared4.SubView(0, QueryFloats(chunks) / 4);
         ArrayView<F4> probs4 = shared4.SubView(QueryFloats(chunks) / 4, hb * PaddedSplit(a.SplitSize) / 4);
         ArrayView<float> probs = probs4.Cast<float>();
-        ArrayView<float> warpMax = shared4.Cast<float>().SubView(QueryFloats(chunks) + hb * PaddedSplit(a.SplitSize), hb * chunks);
+        int reused = Math.Max(QueryFloats(chunks) + hb * PaddedSplit(a.SplitSize), FoldFloats(d));
+        ArrayView<float> warpMax = shared4.Cast<float>().SubView(reused, hb * chunks);
+        ArrayView<float> slotSums = shared4.Cast<float>().SubView(reused + hb * chunks, 32);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
         long listBase = (a.Mode == Modes.PerQueryHead ? (long)firstHead * a.Count
             : a.Mode == Modes.PerKvHead ? (long)(firstHead / a.Group) * a.Count : 0L) + splitStart;
@@ -382,7 +398,8 @@ public sealed class DecodeAttentionKernel
         ArrayView<U4> keys = a.Keys.Cast<U4>(), values = a.Values.Cast<U4>();
         // Lanes past a short head's chunks (d < 32) load nothing; their view starts at chunk 0 so that it stays inside the
         // cache even for a split of the last head's last positions (else the guard below would send them away early).
-        long keyStart = kvBase + (part < chunks ? part : 0), valueStart = kvBase + warp;
+        int vc = tid % chunks, vt = tid / chunks; // phase 3: this thread's channel chunk and token slot
+        long keyStart = kvBase + (part < chunks ? part : 0), valueStart = kvBase + vc;
         keys = keys.SubView(keyStart, keys.Length - keyStart);
         values = values.SubView(valueStart, values.Length - valueStart);
         ArrayView<int> list = a.Mode == Modes.Range ? a.Indices : a.Indices.SubView(listBase, a.Indices.Length - listBase);
@@ -440,7 +457,7 @@ public sealed class DecodeAttentionKernel
         }
         // Phase 3's first two V rows of this lane's token slots: they do not wait for the scores, so their loads fly
         // during phase 2 (later rounds load after each round's accumulation).
-        U4 v0 = Value<T>(a, values, list, chunks, n, lane), v1 = Value<T>(a, values, list, chunks, n, lane + 32);
+        U4 v0 = Value<T>(a, values, list, chunks, n, vt), v1 = Value<T>(a, values, list, chunks, n, vt + 32);
         Group.Barrier();
 
         // Phase 2: per head m = max s_j (exact in any order), logits out, p_j = Exp(s_j − m), −0 up to the padded end.
@@ -473,11 +490,11 @@ public sealed class DecodeAttentionKernel
         }
         Group.Barrier();
 
-        // Phase 3: lane = token slot, warp = channel chunk: D and O accumulate in token order with fma, 2 tokens in
-        // flight; every lane runs every round (the padding's p is −0), so the loop carries no per-token branches.
+        // Phase 3: token slot vt, channel chunk vc: D and O accumulate in token order with fma, 2 tokens in flight; every
+        // thread runs every round (the padding's p is −0), so the loop carries no per-token branches.
         Vec8 o0 = new Vec8(), o1 = new Vec8(), o2 = new Vec8(), o3 = new Vec8();
         float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f;
-        for (int j0 = lane; j0 - lane < n; j0 += 64)
+        for (int j0 = vt; j0 - vt < n; j0 += 64)
         {
             Accumulate(probs, probs4, hb, j0, v0, ref d0, ref d1, ref d2, ref d3, ref o0, ref o1, ref o2, ref o3);
             v0 = Value<T>(a, values, list, chunks, n, j0 + 64);
@@ -485,18 +502,33 @@ public sealed class DecodeAttentionKernel
             v1 = Value<T>(a, values, list, chunks, n, j0 + 96);
         }
 
-        // Phase 4: fold the 32 slots (empty slots are +0, which changes no bits), normalise within the split.
-        int valid = n > 0 ? 1 : 0;
+        // Phase 4, per head: slot rows into shared memory, then thread (channel tid / 4, first slot f = tid % 4; 4d
+        // threads) reads slots f, f + 4, …, f + 28: the halvings by 16, 8 and 4 pair only its own slots, those by 2 and 1
+        // pair lanes f ^ 2 and f ^ 1, so each sum is L[i] + L[i + h] of the canonical halving (addition commutes). Empty slots
+        // are +0, which changes no bits; the result is normalised within the split.
+        int valid = n > 0 ? 1 : 0, stride = FoldStride(d), ch = tid / 4, firstSlot = tid % 4;
+        ArrayView<float> fold = shared4.Cast<float>().SubView(0, FoldFloats(d));
+        ArrayView<F4> row4 = fold.Cast<F4>().SubView((vt * stride + 8 * vc) / 4, 2);
+        ArrayView<float> quarter = fold.SubView(firstSlot * stride + ch, 28 * stride + 1);
         ArrayView<float> target = splits <= 1 ? a.Output : a.Partials;
-        int channel = warp * 8 + KernelMath.FoldedChannel(lane);
         for (int h = 0; h < hb; h++)
         {
-            float o = KernelMath.FoldChannels(h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3, lane);
-            float total = KernelMath.FoldLanes(h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3);
+            Vec8 o = h == 0 ? o0 : h == 1 ? o1 : h == 2 ? o2 : o3;
+            Group.Barrier(); // phase 3's probabilities, or the previous head's slots, are read by now
+            row4[0] = new F4 { X = o.F0, Y = o.F1, Z = o.F2, W = o.F3 };
+            row4[1] = new F4 { X = o.F4, Y = o.F5, Z = o.F6, W = o.F7 };
+            if (vc == 0) slotSums[vt] = h == 0 ? d0 : h == 1 ? d1 : h == 2 ? d2 : d3;
+            Group.Barrier();
+            float s0 = KernelMath.Add(quarter[0], quarter[16 * stride]), s1 = KernelMath.Add(quarter[4 * stride], quarter[20 * stride]);
+            float s2 = KernelMath.Add(quarter[8 * stride], quarter[24 * stride]), s3 = KernelMath.Add(quarter[12 * stride], quarter[28 * stride]);
+            float e = KernelMath.Add(KernelMath.Add(s0, s2), KernelMath.Add(s1, s3));
+            e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
+            e = KernelMath.Add(e, Warp.ShuffleXor(e, 1));
+            float total = KernelMath.FoldLanes(slotSums[lane]);
             int head = firstHead + h;
             long state = ((long)row * a.SplitsPerRow + split) * a.Heads + head;
             long outBase = splits <= 1 ? ((long)row * a.Heads + head) * d : state * d;
-            if ((lane & 3) == 0) target[outBase + channel] = valid != 0 ? o / total : 0f;
+            if (firstSlot == 0) target[outBase + ch] = valid != 0 ? e / total : 0f;
             if (tid == 0 && splits > 1)
             {
                 float hm = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
