@@ -8,14 +8,14 @@ namespace Tidal.Kernels.Kernels;
 /// query head, per KV head, or shared), in splits of positions (split-K) that <see cref="MergeStatesKernel"/> merges;
 /// or of a chunk of consecutive tokens (causal: row r over Count + r positions, each row split as its own decode step
 /// would be), so that prefill and cache correction take one launch per layer instead of one per token.
-/// One group of 32 threads per 8-channel chunk (one warp per chunk) per (block of up to 4 query heads that share a KV
-/// head and a token list, split), so each K and V row is read once for the whole GQA block:
+/// One group of 32 threads per 8-channel chunk (4d threads) per (block of up to 4 query heads that share a KV head and a
+/// token list, split), so each K and V row is read once for the whole GQA block:
 /// <list type="number">
 /// <item>scores, in the score order (Reduction.ScoreLanes = 4 lanes of 8 fma slots): 4 lanes per token, each taking
 /// every 4th 16-byte K chunk into its slots against the block's queries staged in shared memory (one address per
-/// chunk, so 8 fmas per 16-byte query load), two chunks' loads in flight; each lane folds its slots, then the 4 lanes
-/// fold every head at once by a transposed butterfly (each shuffle step halves the heads a lane keeps): 3 shuffles
-/// per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per chunk and head to fold and 40 %
+/// chunk, so 8 fmas per 16-byte query load), its four chunks' loads in flight for d = 128 (two otherwise); each lane
+/// folds its slots, then the 4 lanes fold every head at once by a transposed butterfly (each shuffle step halves the
+/// heads a lane keeps): 3 shuffles per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per chunk and head to fold and 40 %
 /// more instructions per byte.)</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
 /// <item>thread i is token slot t = i / (d/8) (tokens t, t + 32, …, in order) for channels [8c, 8c + 8), c = i % (d/8):
@@ -455,7 +455,7 @@ public sealed class DecodeAttentionKernel
             }
             ScoreToken(a, probs, hb, writer, slot, part, live, j, r0, r1, r2, r3);
         }
-        // Phase 3's first two V rows of this lane's token slots: they do not wait for the scores, so their loads fly
+        // Phase 3's first two V rows of this thread's token slot: they do not wait for the scores, so their loads fly
         // during phase 2 (later rounds load after each round's accumulation).
         U4 v0 = Value<T>(a, values, list, chunks, n, vt), v1 = Value<T>(a, values, list, chunks, n, vt + 32);
         Group.Barrier();
