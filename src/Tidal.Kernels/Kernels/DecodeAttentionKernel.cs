@@ -15,8 +15,8 @@ namespace Tidal.Kernels.Kernels;
 /// every 4th 16-byte K chunk into its slots against the block's queries staged in shared memory (one address per
 /// chunk, so 8 fmas per 16-byte query load), its four chunks' loads in flight for d = 128 (two otherwise); each lane
 /// folds its slots, then the 4 lanes fold every head at once by a transposed butterfly (each shuffle step halves the
-/// heads a lane keeps): 3 shuffles per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per chunk and head to fold and 40 %
-/// more instructions per byte.)</item>
+/// heads a lane keeps): 3 shuffles per token for 4 heads. (One chunk per lane, 16 lanes per token, cost 7 adds per
+/// chunk and head to fold and 40 % more instructions per byte.)</item>
 /// <item>per head max (exact), logits out, p_j = Exp(s_j − m) into shared memory;</item>
 /// <item>thread i is token slot t = i / (d/8) (tokens t, t + 32, …, in order) for channels [8c, 8c + 8), c = i % (d/8):
 /// 16 bytes of V per token, so a warp reads whole consecutive rows (with one chunk per warp and a slot per lane, every
@@ -240,8 +240,10 @@ public sealed class DecodeAttentionKernel
 
     /// <summary>Floats of shared memory a group uses: the queries and probabilities, whose space the fold of phase 4 then
     /// reuses; the per-warp maxima; the slots' probability sums.</summary>
-    private static int SharedFloats(int d, int hb, int splitSize) =>
-        Math.Max(QueryFloats(d / 8) + hb * PaddedSplit(splitSize), FoldFloats(d)) + hb * (d / 8) + 32;
+    private static int SharedFloats(int d, int hb, int splitSize) => ReusedFloats(d, hb, splitSize) + hb * (d / 8) + 32;
+
+    /// <summary>Floats of the queries and probabilities, or of phase 4's fold, whichever is more.</summary>
+    private static int ReusedFloats(int d, int hb, int splitSize) => Math.Max(QueryFloats(d / 8) + hb * PaddedSplit(splitSize), FoldFloats(d));
 
     /// <summary>Floats of one head's 32 slot rows in phase 4, each padded to a stride ≡ 8 (mod 32) floats so that the
     /// fold's reads (8 channels × 4 slot quarters per warp) hit 32 different banks.</summary>
@@ -374,7 +376,7 @@ public sealed class DecodeAttentionKernel
         ArrayView<F4> queries = shared4.SubView(0, QueryFloats(chunks) / 4);
         ArrayView<F4> probs4 = shared4.SubView(QueryFloats(chunks) / 4, hb * PaddedSplit(a.SplitSize) / 4);
         ArrayView<float> probs = probs4.Cast<float>();
-        int reused = Math.Max(QueryFloats(chunks) + hb * PaddedSplit(a.SplitSize), FoldFloats(d));
+        int reused = ReusedFloats(d, hb, a.SplitSize);
         ArrayView<float> warpMax = shared4.Cast<float>().SubView(reused, hb * chunks);
         ArrayView<float> slotSums = shared4.Cast<float>().SubView(reused + hb * chunks, 32);
         long kvBase = (long)(firstHead / a.Group) * a.Capacity * chunks; // in 8-element chunks
@@ -503,9 +505,9 @@ public sealed class DecodeAttentionKernel
         }
 
         // Phase 4, per head: slot rows into shared memory, then thread (channel tid / 4, first slot f = tid % 4; 4d
-        // threads) reads slots f, f + 4, …, f + 28: the halvings by 16, 8 and 4 pair only its own slots, those by 2 and 1
-        // pair lanes f ^ 2 and f ^ 1, so each sum is L[i] + L[i + h] of the canonical halving (addition commutes). Empty slots
-        // are +0, which changes no bits; the result is normalised within the split.
+        // threads) reads slots f, f + 4, …, f + 28: the halvings by 16, 8 and 4 pair only its own slots, those by 2 and
+        // 1 pair lanes f ^ 2 and f ^ 1, so each sum is L[i] + L[i + h] of the canonical halving (addition commutes).
+        // Empty slots are +0, which changes no bits; the result is normalised within the split.
         int valid = n > 0 ? 1 : 0, stride = FoldStride(d), ch = tid / 4, firstSlot = tid % 4;
         ArrayView<float> fold = shared4.Cast<float>().SubView(0, FoldFloats(d));
         ArrayView<F4> row4 = fold.Cast<F4>().SubView((vt * stride + 8 * vc) / 4, 2);
@@ -521,9 +523,7 @@ public sealed class DecodeAttentionKernel
             Group.Barrier();
             float s0 = KernelMath.Add(quarter[0], quarter[16 * stride]), s1 = KernelMath.Add(quarter[4 * stride], quarter[20 * stride]);
             float s2 = KernelMath.Add(quarter[8 * stride], quarter[24 * stride]), s3 = KernelMath.Add(quarter[12 * stride], quarter[28 * stride]);
-            float e = KernelMath.Add(KernelMath.Add(s0, s2), KernelMath.Add(s1, s3));
-            e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
-            e = KernelMath.Add(e, Warp.ShuffleXor(e, 1));
+            float e = KernelMath.FoldFourLanes(KernelMath.Add(KernelMath.Add(s0, s2), KernelMath.Add(s1, s3)));
             float total = KernelMath.FoldLanes(slotSums[lane]);
             int head = firstHead + h;
             long state = ((long)row * a.SplitsPerRow + split) * a.Heads + head;

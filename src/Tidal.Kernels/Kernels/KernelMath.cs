@@ -188,9 +188,7 @@ public static class KernelMath
         float c0 = KernelMath.Add(b3 ? a2 : a0, Warp.ShuffleXor(b3 ? a0 : a2, 8));
         float c1 = KernelMath.Add(b3 ? a3 : a1, Warp.ShuffleXor(b3 ? a1 : a3, 8));
         // xor 4: keep the upper one on lanes with bit 2; then fold it over the last 4 lanes.
-        float e = KernelMath.Add(b2 ? c1 : c0, Warp.ShuffleXor(b2 ? c0 : c1, 4));
-        e = KernelMath.Add(e, Warp.ShuffleXor(e, 2));
-        return KernelMath.Add(e, Warp.ShuffleXor(e, 1));
+        return FoldFourLanes(KernelMath.Add(b2 ? c1 : c0, Warp.ShuffleXor(b2 ? c0 : c1, 4)));
     }
 
     /// <summary>The channel whose total <see cref="FoldChannels"/> leaves on <paramref name="lane"/>.</summary>
@@ -202,7 +200,12 @@ public static class KernelMath
     {
         v = Add(v, Warp.ShuffleXor(v, 16));
         v = Add(v, Warp.ShuffleXor(v, 8));
-        v = Add(v, Warp.ShuffleXor(v, 4));
+        return FoldFourLanes(Add(v, Warp.ShuffleXor(v, 4)));
+    }
+
+    /// <summary>The halving's last two steps (xor 2, then 1): every lane ends with the sum of its group of four lanes.</summary>
+    public static float FoldFourLanes(float v)
+    {
         v = Add(v, Warp.ShuffleXor(v, 2));
         return Add(v, Warp.ShuffleXor(v, 1));
     }
