@@ -63,11 +63,15 @@ public static class GpuBenchmarks
                     }
                 }
                 using ITensor logits = Fill(DType.F32, heads, n);
-                foreach (int groups in new[] { heads, kvHeads })
-                {
-                    using ITensor sel = gpu.Allocate(DType.I32, new Shape(groups, 2048));
-                    Report($"top-k 32x128K -> {groups}x2048", (long)heads * n * 4, Time(acc, () => gpu.SelectTopK(logits, n, 2048, default, sel)));
-                }
+                // Top-k as one resident launch (where the device holds its grid) and as four launches, in the same run.
+                foreach (bool resident in new[] { true, false })
+                    foreach (int groups in new[] { heads, kvHeads })
+                    {
+                        using ITensor sel = gpu.Allocate(DType.I32, new Shape(groups, 2048));
+                        gpu.ResidentTopK = resident;
+                        Report($"top-k 32x128K -> {groups}x2048{(resident ? "" : " 4 launches")}", (long)heads * n * 4, Time(acc, () => gpu.SelectTopK(logits, n, 2048, default, sel)));
+                        gpu.ResidentTopK = true;
+                    }
             }
         }
         foreach ((int rows, int cols) in new[] { (14336, 4096), (4096, 14336) })

@@ -138,14 +138,19 @@ public static class GpuVerify
         // scores from a pool of four values tie across whole buckets (the threshold's ties go by position).
         const int longRow = 131072;
         float[] uniform = Floats(heads * longRow), tied = Floats(heads * longRow).Select(v => MathF.Round(v * 2f) / 2f).ToArray();
-        foreach ((string kind, float[] scores) in new[] { ("uniform", uniform), ("5-valued", tied) })
-            foreach (int groups in new[] { heads, kvHeads })
-                CompareSets($"top-k 32x128K {kind}, k=2048, {groups} sets", b =>
-                {
-                    using var l = Put(b, scores, heads, longRow); using var idx = b.Allocate(DType.I32, new Shape(groups, 2048));
-                    b.SelectTopK(l, longRow, 2048, new ForcedTokens(4, 64), idx);
-                    return GetInts(b, idx);
-                });
+        // Both top-k paths: the one-launch resident one (where the device holds its grid) and the four launches.
+        foreach (bool resident in new[] { true, false })
+            foreach ((string kind, float[] scores) in new[] { ("uniform", uniform), ("5-valued", tied) })
+                foreach (int groups in new[] { heads, kvHeads })
+                    CompareSets($"top-k 32x128K {kind}, k=2048, {groups} sets{(resident ? "" : ", 4 launches")}", b =>
+                    {
+                        var onGpu = b as GpuBackend;
+                        if (onGpu != null) onGpu.ResidentTopK = resident;
+                        using var l = Put(b, scores, heads, longRow); using var idx = b.Allocate(DType.I32, new Shape(groups, 2048));
+                        b.SelectTopK(l, longRow, 2048, new ForcedTokens(4, 64), idx);
+                        if (onGpu != null) onGpu.ResidentTopK = true;
+                        return GetInts(b, idx);
+                    });
         int pages = Quest.PageCount(cap);
         float[] qmin = Floats(kvHeads * pages * d, 2f), qmax = qmin.Select(v => v + 1f).ToArray();
         int count = Quest.SelectedTokenCount(8000, 64);

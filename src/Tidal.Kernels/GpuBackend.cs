@@ -353,9 +353,14 @@ public sealed class GpuBackend : IBackend
             throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
     }
 
+    /// <summary>Whether top-k may run as one launch whose groups stay resident (taken only when the device holds its
+    /// whole grid at once); false runs the four-launch path always. The verification command and the benchmark turn it
+    /// off to check and time that path on the same device.</summary>
+    public bool ResidentTopK { get; set; } = true;
+
     private void SelectTopK(TopKSelectKernel.Args args) => TopKSelectKernel.Launch(args,
         Scratch("topKCounters", DType.I32, TopKSelectKernel.CounterSize(args.Rows), zeroed: true).Cast<int>(),
-        Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(args.Rows, args.N)).Cast<int>());
+        Scratch("topK", DType.I32, TopKSelectKernel.ScratchSize(args.Rows, args.N)).Cast<int>(), resident: ResidentTopK);
 
     /// <summary>
     /// A scratch view of at least <paramref name="count"/> elements, grown (never shrunk) on demand by at least half its

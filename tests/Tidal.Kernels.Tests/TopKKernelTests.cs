@@ -64,7 +64,7 @@ public sealed class TopKKernelTests : IDisposable
         counters.MemSetToZero();
         var forced = new ForcedTokens(2, 3);
         kernel.Launch(new TopKSelectKernel.Args { Scores = input.View, Output = output.View, N = n, K = budget, Sinks = forced.Sinks, Window = forced.Window, Rows = 1 },
-            counters.View, scratch.View, sharedCandidates);
+            counters.View, scratch.View, sharedCandidates, resident: false);
         var expected = new int[budget];
         TopK.Select(scores, budget, expected, forced);
         Assert.Equal(expected, output.GetAsArray1D());

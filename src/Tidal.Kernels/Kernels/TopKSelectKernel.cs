@@ -5,7 +5,8 @@ using ILGPU.Runtime;
 namespace Tidal.Kernels.Kernels;
 
 /// <summary>
-/// Top-k selection in four launches: a radix select on order-preserving keys whose first two 12-bit digits are counted
+/// Top-k selection. Where the device holds the whole grid at once, one launch whose groups keep their keys resident
+/// (TopKSelectKernel.Resident.cs); otherwise four launches: a radix select on order-preserving keys whose first two 12-bit digits are counted
 /// by many groups per row (where the scores are read), and whose last 8 bits are resolved among the few keys that share
 /// the threshold's first 24 bits:
 /// <list type="number">
@@ -27,7 +28,7 @@ namespace Tidal.Kernels.Kernels;
 /// latency per iteration), and the per-position work is a few instructions.
 /// Reference: Tidal.Core.Reference.TopK.Select, identical sets.
 /// </summary>
-public sealed class TopKSelectKernel
+public sealed partial class TopKSelectKernel
 {
     private const int Threads = 256;
     private const int PerThread = 16;
@@ -86,6 +87,8 @@ public sealed class TopKSelectKernel
         public int Rows;
         /// <summary>Candidates the refining group keeps in shared memory (at most <see cref="ChunkSize"/>).</summary>
         public int SharedCapacity;
+        /// <summary>Resident launch: consecutive positions per thread (8, 16 or 32).</summary>
+        public int Run;
     }
 
     private readonly Action<KernelConfig, Args, int> _histogram;
@@ -97,6 +100,8 @@ public sealed class TopKSelectKernel
         _histogram = accelerator.LoadStreamKernel<Args, int>(Histogram);
         _gather = accelerator.LoadStreamKernel<Args>(Gather);
         _write = accelerator.LoadStreamKernel<Args>(Write);
+        _resident = accelerator.LoadStreamKernel<Args>(Resident);
+        _residentSlots = ResidentSlots(accelerator, _resident);
     }
 
     /// <summary>Chunks (groups) per row of <paramref name="n"/> positions.</summary>
@@ -115,12 +120,19 @@ public sealed class TopKSelectKernel
     /// <param name="scratch"><see cref="ScratchSize"/> ints.</param>
     /// <param name="sharedCandidates">Candidates per row the refining group keeps in shared memory (0 to
     /// <see cref="ChunkSize"/>): tests lower it to exercise the path that reads them from global memory.</param>
-    public void Launch(Args args, ArrayView<int> counters, ArrayView<int> scratch, int sharedCandidates = ChunkSize)
+    /// <param name="resident">Whether the one-launch resident path may serve (when its grid fits the device at once):
+    /// tests and the verification command turn it off to run the four-launch path.</param>
+    public void Launch(Args args, ArrayView<int> counters, ArrayView<int> scratch, int sharedCandidates = ChunkSize, bool resident = true)
     {
         if (sharedCandidates is < 0 or > ChunkSize) throw new ArgumentOutOfRangeException(nameof(sharedCandidates), sharedCandidates, $"must be within 0..{ChunkSize}.");
         if (args.N > MaxPositions) throw new ArgumentException($"top-k over {args.N} positions per row: at most {MaxPositions} are supported.", nameof(args));
         if (counters.Length < CounterSize(args.Rows)) throw new ArgumentException($"top-k over {args.Rows} rows needs {CounterSize(args.Rows)} counter ints, got {counters.Length}.", nameof(counters));
         if (scratch.Length < ScratchSize(args.Rows, args.N)) throw new ArgumentException($"top-k over {args.Rows} x {args.N} needs {ScratchSize(args.Rows, args.N)} scratch ints, got {scratch.Length}.", nameof(scratch));
+        if (resident && args.K < args.N && TryResidentShape(args.Rows, args.N, out int run, out int groupsPerRow))
+        {
+            LaunchResident(args, counters, scratch, run, groupsPerRow);
+            return;
+        }
         int chunks = Chunks(args.N);
         long rows = args.Rows;
         args.Histograms = counters.SubView(0, 2 * rows * Buckets);

@@ -1,0 +1,81 @@
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using Tidal.Core.Reference;
+using Tidal.Kernels.Kernels;
+
+namespace Tidal.Kernels.Tests;
+
+/// <summary>The one-launch resident top-k, whose groups meet at barriers in global memory, selects the reference's set
+/// (identical positions, so exact) and leaves its counters zero. It needs every group resident at once: a CPU
+/// accelerator with four multiprocessors runs four groups side by side, so the generated shapes need at most four.</summary>
+public sealed class ResidentTopKTests : IDisposable
+{
+    private readonly Context _context = Context.Create(b => b.Optimize(OptimizationLevel.O2).CPU(new CPUDevice(32, 8, 4)));
+    private readonly Accelerator _accelerator;
+    private readonly TopKSelectKernel _kernel;
+
+    public ResidentTopKTests()
+    {
+        _accelerator = _context.CreateCPUAccelerator(0);
+        _kernel = new TopKSelectKernel(_accelerator);
+    }
+
+    /// <summary>Rows × groups ≤ 4: one row of up to 4 groups of 32 positions per thread, two of up to 2, four of one
+    /// group of 8 per thread; scores uniform, from four values (ties across whole digits), or sharing their top 24 bits
+    /// (only the last digit tells them apart); forced sinks and windows.</summary>
+    private static readonly Gen<(int Rows, int N, int Budget, int Kind, int Sinks, int Window, int Seed)> Shapes =
+        from rows in Gen.Elements(1, 2, 4)
+        from n in Gen.Choose(16, rows == 1 ? 4 * 8192 : rows == 2 ? 2 * 8192 : 2048)
+        from budget in Gen.Choose(1, n - 1)
+        from kind in Gen.Choose(0, 2)
+        from sinks in Gen.Choose(0, 4)
+        from window in Gen.Choose(0, 8)
+        from seed in Gen.Choose(0, int.MaxValue)
+        select (rows, n, budget, kind, sinks, window, seed);
+
+    [Property(MaxTest = 12)]
+    public Property Resident_SelectsTheReferenceSet_AndLeavesItsCountersZero() =>
+        Prop.ForAll(Shapes.ToArbitrary(), s =>
+        {
+            var forced = new ForcedTokens(s.Sinks, s.Window);
+            // n ≥ 16 > 12 ≥ the forced positions, so a budget that holds them stays below n.
+            int budget = Math.Max(s.Budget, s.Sinks + Math.Max(s.Window, 1));
+            var random = new Random(s.Seed);
+            float[] pool = [-1f, 0f, 0.5f, 2f];
+            float[] scores = Enumerable.Range(0, s.Rows * s.N).Select(_ => s.Kind switch
+            {
+                0 => random.NextSingle() * 10 - 5,
+                1 => pool[random.Next(pool.Length)],
+                _ => BitConverter.Int32BitsToSingle(0x3F80_0000 + random.Next(256)),
+            }).ToArray();
+            Assert.True(_kernel.TryResidentShape(s.Rows, s.N, out _, out _), "the shape must take the resident path");
+
+            using var input = _accelerator.Allocate1D(scores);
+            using var output = _accelerator.Allocate1D<int>(s.Rows * budget);
+            using var counters = _accelerator.Allocate1D<int>(TopKSelectKernel.CounterSize(s.Rows));
+            using var scratch = _accelerator.Allocate1D<int>(TopKSelectKernel.ScratchSize(s.Rows, s.N));
+            counters.MemSetToZero();
+            _kernel.Launch(new TopKSelectKernel.Args
+            {
+                Scores = input.View, Output = output.View, N = s.N, K = budget, Sinks = forced.Sinks, Window = forced.Window, Rows = s.Rows,
+            }, counters.View, scratch.View);
+            var expected = new int[s.Rows * budget];
+            TopK.SelectPerQueryHead(scores, s.Rows, budget, expected, forced);
+            Assert.Equal(expected, output.GetAsArray1D());
+            Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
+        });
+
+    /// <summary>A grid the device cannot hold at once (here, more than four groups) is not resident.</summary>
+    [Fact]
+    public void TooManyGroups_AreNotResident() => Assert.False(_kernel.TryResidentShape(2, 3 * 8192, out _, out _));
+
+    public void Dispose()
+    {
+        _accelerator.Dispose();
+        _context.Dispose();
+    }
+}
