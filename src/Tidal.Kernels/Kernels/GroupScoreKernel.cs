@@ -33,7 +33,7 @@ public sealed class GroupScoreKernel
     {
         int blocks = Blocks(n);
         ArrayView<float> lse = scratch.SubView(0, heads), blockLse = scratch.SubView(heads, (long)heads * blocks);
-        _blockLse(new KernelConfig(new Index2D(blocks, heads), new Index2D(32, 1)), logits, blockLse, n);
+        _blockLse(new KernelConfig(new Index2D((blocks + BlockWarps - 1) / BlockWarps, heads), new Index2D(32 * BlockWarps, 1)), logits, blockLse, n);
         _mergeLse(new KernelConfig(heads, 32), blockLse, lse, blocks);
         _aggregate(new KernelConfig(new Index2D((n + 127) / 128, groups), new Index2D(128, 1)), logits, lse, aggregated, heads, groups, n);
     }
@@ -42,11 +42,16 @@ public sealed class GroupScoreKernel
     private static float Finish(float m, float slot) =>
         m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot)));
 
+    /// <summary>Warps per group of <see cref="BlockLogSumExp"/>: groups of one warp would cap an SM at 32 of them (half
+    /// its threads).</summary>
+    private const int BlockWarps = 4;
+
     /// <summary>One warp per block of 512 logits: lane l holds entries l, l + 32, …, l + 480 (all 16 loads in flight
     /// at once; ILGPU does not unroll loops), so its slot adds them in ascending order as the reference's slot l does.</summary>
     private static void BlockLogSumExp(ArrayView<float> logits, ArrayView<float> blockLse, int n)
     {
-        int block = Grid.IdxX, head = Grid.IdxY, lane = Group.IdxX, blocks = Grid.DimX;
+        int blocks = Blocks(n), block = Grid.IdxX * BlockWarps + Warp.WarpIdx, head = Grid.IdxY, lane = Warp.LaneIdx;
+        if (block >= blocks) return;
         int start = block * Softmax.LseBlock, count = Math.Min(Softmax.LseBlock, n - start);
         long row = (long)head * n + start;
         Vec8 low = Entries(logits, row, lane, count), high = Entries(logits, row, lane + 256, count);
@@ -111,21 +116,52 @@ public sealed class GroupScoreKernel
         if (lane == 0) lse[head] = total;
     }
 
+    /// <summary>Per token, log Σ_h e^(x_h − lse_h) over the group's heads, with m = max_h (x_h − lse_h) taken out first,
+    /// adding in head order as the reference does. The group's logits of a token are loaded eight heads at a time, all in
+    /// flight at once (ILGPU does not unroll loops): a group of at most eight heads loads each once.</summary>
     private static void Aggregate(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n)
     {
         int t = Grid.GlobalIndex.X, g = Grid.IdxY;
         if (t >= n) return;
-        int size = heads / groups;
-        float m = float.NegativeInfinity;
-        for (int h = g * size; h < (g + 1) * size; h++) m = MathF.Max(m, KernelMath.Sub(logits[(long)h * n + t], lse[h]));
+        int size = heads / groups, first = g * size;
+        Vec8 x = Normalized8(logits, lse, first, size, n, t);
+        float m = Max(x);
+        for (int c = 8; c < size; c += 8) m = MathF.Max(m, Max(Normalized8(logits, lse, first + c, size - c, n, t)));
         if (m == float.NegativeInfinity)
         {
             aggregated[(long)g * n + t] = m;
             return;
         }
-        float sum = 0f;
-        for (int h = g * size; h < (g + 1) * size; h++)
-            sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(KernelMath.Sub(logits[(long)h * n + t], lse[h]), m)));
+        float sum = Sum8(0f, x, m, size);
+        for (int c = 8; c < size; c += 8) sum = Sum8(sum, Normalized8(logits, lse, first + c, size - c, n, t), m, size - c);
         aggregated[(long)g * n + t] = KernelMath.Add(m, KernelMath.Log(sum));
+    }
+
+    /// <summary>x_h − lse_h of token t for heads first … first + 7 (−∞ from the <paramref name="count"/>-th on).</summary>
+    private static Vec8 Normalized8(ArrayView<float> logits, ArrayView<float> lse, int first, int count, int n, int t)
+    {
+        var v = new Vec8();
+        v.F0 = Normalized(logits, lse, first, 0, count, n, t); v.F1 = Normalized(logits, lse, first, 1, count, n, t);
+        v.F2 = Normalized(logits, lse, first, 2, count, n, t); v.F3 = Normalized(logits, lse, first, 3, count, n, t);
+        v.F4 = Normalized(logits, lse, first, 4, count, n, t); v.F5 = Normalized(logits, lse, first, 5, count, n, t);
+        v.F6 = Normalized(logits, lse, first, 6, count, n, t); v.F7 = Normalized(logits, lse, first, 7, count, n, t);
+        return v;
+    }
+
+    private static float Normalized(ArrayView<float> logits, ArrayView<float> lse, int first, int j, int count, int n, int t) =>
+        j < count ? KernelMath.Sub(logits[(long)(first + j) * n + t], lse[first + j]) : float.NegativeInfinity;
+
+    /// <summary>Adds e^(v_j − m) for j below <paramref name="count"/>, in order.</summary>
+    private static float Sum8(float sum, in Vec8 v, float m, int count)
+    {
+        if (count > 0) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F0, m)));
+        if (count > 1) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F1, m)));
+        if (count > 2) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F2, m)));
+        if (count > 3) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F3, m)));
+        if (count > 4) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F4, m)));
+        if (count > 5) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F5, m)));
+        if (count > 6) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F6, m)));
+        if (count > 7) sum = KernelMath.Add(sum, KernelMath.Exp(KernelMath.Sub(v.F7, m)));
+        return sum;
     }
 }

@@ -29,11 +29,11 @@ public sealed partial class TopKSelectKernel
     /// <summary>Threads per resident group: the four-launch path's, whose staging helpers stride by it.</summary>
     private const int ResidentThreads = Threads;
 
-    /// <summary>Longest run of positions per thread: a run's selection is one 32-bit mask.</summary>
-    private const int MaxRun = 32;
+    /// <summary>Consecutive positions per thread: a run's selection is one 32-bit mask.</summary>
+    private const int Run = 32;
 
     /// <summary>Most positions a resident group holds in shared memory.</summary>
-    public const int ResidentChunk = ResidentThreads * MaxRun;
+    public const int ResidentChunk = ResidentThreads * Run;
 
     /// <summary>Bins of a resident radix level (11-bit digits; the last level uses 1024 of them).</summary>
     private const int ResidentBins = 2048;
@@ -49,29 +49,22 @@ public sealed partial class TopKSelectKernel
             ? accelerator.NumMultiprocessors
             : accelerator.NumMultiprocessors * accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), ResidentThreads, 0);
 
-    /// <summary>
-    /// The resident launch's shape for <paramref name="rows"/> rows of <paramref name="n"/> positions: the shortest run
-    /// per thread (8, 16 or 32 positions, so that more groups share the reading) whose grid is resident at once and whose
-    /// groups per row one group can sum; false when none is.
-    /// </summary>
-    public bool TryResidentShape(int rows, int n, out int run, out int groupsPerRow)
+    /// <summary>Groups per row of the resident launch for rows of <paramref name="n"/> positions, and whether the
+    /// device holds the grid of <paramref name="rows"/> rows at once (and one group can sum the row's groups' counts).
+    /// Measured on an H200: 16 groups per row of 128K took no longer for 32 rows than 64 groups of 2048 positions per row
+    /// for 8 rows (each row's groups meet five times, so fewer per row is cheaper), hence the whole chunk per group.</summary>
+    public bool TryResidentShape(int rows, int n, out int groupsPerRow)
     {
-        for (run = 8; run <= MaxRun; run *= 2)
-        {
-            groupsPerRow = (n + run * ResidentThreads - 1) / (run * ResidentThreads);
-            if (groupsPerRow <= ResidentThreads && (long)rows * groupsPerRow <= _residentSlots) return true;
-        }
-        groupsPerRow = 0;
-        return false;
+        groupsPerRow = (n + ResidentChunk - 1) / ResidentChunk;
+        return groupsPerRow <= ResidentThreads && (long)rows * groupsPerRow <= _residentSlots;
     }
 
-    private void LaunchResident(Args args, ArrayView<int> counters, ArrayView<int> scratch, int run, int groupsPerRow)
+    private void LaunchResident(Args args, ArrayView<int> counters, ArrayView<int> scratch, int groupsPerRow)
     {
         long rows = args.Rows;
         args.Histograms = counters.SubView(0, rows * ResidentLevels * ResidentBins);
         args.Counters = counters.SubView(rows * ResidentLevels * ResidentBins, rows);
         args.Counts = scratch.SubView(0, rows * groupsPerRow * 2);
-        args.Run = run;
         _resident(new KernelConfig(new Index2D(groupsPerRow, args.Rows), new Index2D(ResidentThreads, 1)), args);
     }
 
@@ -79,71 +72,78 @@ public sealed partial class TopKSelectKernel
     {
         ArrayView<uint> keys = SharedMemory.Allocate<uint>(ResidentChunk + ResidentChunk / 32);
         ArrayView<U4> bins4 = SharedMemory.Allocate<U4>(ResidentBins / 4);
-        ArrayView<int> bins = bins4.Cast<int>();
         ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
-        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX, run = a.Run, chunkSize = run * ResidentThreads;
-        int first = chunk * chunkSize, end = Math.Min(a.N, first + chunkSize);
-        var r = new ResidentRow { Counter = a.Counters.SubView(row, 1), Groups = Grid.DimX };
-
-        // The chunk's keys, position first + l at Skewed(l); all 16 loads of a half in flight at once.
-        long rowBase = (long)row * a.N;
-        Vec8 v0 = Load8(a, rowBase, first + tid, end, 0), v1 = Load8(a, rowBase, first + tid, end, 8);
-        Store8(keys, tid, 0, v0); Store8(keys, tid, 8, v1);
-        if (run > 16)
+        int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
+        int first = chunk * ResidentChunk, end = Math.Min(a.N, first + ResidentChunk), sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a);
+        var r = new ResidentRow
         {
-            v0 = Load8(a, rowBase, first + tid, end, 16); v1 = Load8(a, rowBase, first + tid, end, 24);
-            Store8(keys, tid, 16, v0); Store8(keys, tid, 24, v1);
-        }
+            Counter = a.Counters.SubView(row, 1), Histograms = a.Histograms.SubView((long)row * ResidentLevels * ResidentBins, ResidentLevels * ResidentBins),
+            Bins4 = bins4, Scan = scan, Found = found, Groups = Grid.DimX, Needed = Unforced(a),
+        };
+
+        // The chunk's keys, position first + l at Skewed(l), all 16 loads of a half in flight at once; the top digits
+        // of the unforced ones are counted from registers.
+        var zero = new U4();
+        bins4[tid] = zero; bins4[tid + ResidentThreads] = zero;
+        Group.Barrier();
+        var top = new Counter { Bins = bins4.Cast<int>(), End = end, Sinks = sinks, WindowStart = windowStart, Shift = 21 };
+        long rowBase = (long)row * a.N;
+        int t0 = first + tid;
+        Vec8 v0 = Load8(a, rowBase, t0, end, 0), v1 = Load8(a, rowBase, t0, end, 8);
+        Store8(keys, tid, 0, v0); Store8(keys, tid, 8, v1);
+        top.Count8(v0, t0); top.Count8(v1, t0 + 8 * ResidentThreads);
+        // A barrier keeps ptxas from hoisting the second half's loads above the first half's stores and counts, which
+        // would need more registers than the cap that lets four groups share an SM.
+        Group.Barrier();
+        v0 = Load8(a, rowBase, t0, end, 16); v1 = Load8(a, rowBase, t0, end, 24);
+        Store8(keys, tid, 16, v0); Store8(keys, tid, 24, v1);
+        top.Count8(v0, t0 + 16 * ResidentThreads); top.Count8(v1, t0 + 24 * ResidentThreads);
         Group.Barrier();
 
-        // The threshold key T, digit by digit; with nothing left to pick, above every key.
-        int sinks = Math.Min(a.Sinks, a.N), windowStart = WindowStart(a), needed = Unforced(a);
-        uint prefix = 0, mask = 0;
-        if (needed > 0)
-        {
-            for (int level = 0; level < ResidentLevels; level++)
-            {
-                int shift = level == 0 ? 21 : level == 1 ? 10 : 0, size = level == 2 ? ResidentBins / 2 : ResidentBins;
-                var zero = new U4();
-                bins4[tid] = zero; bins4[tid + ResidentThreads] = zero;
-                Group.Barrier();
-                for (int j = 0; j < run; j++)
-                {
-                    int l = tid + j * ResidentThreads, t = first + l;
-                    uint key = keys[Skewed(l)];
-                    if (t < end & t >= sinks & t < windowStart & (key & mask) == prefix)
-                        Atomic.Add(ref bins[(int)((key >> shift) & (uint)(size - 1))], 1);
-                }
-                Group.Barrier();
-                ArrayView<int> histogram = a.Histograms.SubView(((long)row * ResidentLevels + level) * ResidentBins, ResidentBins);
-                Flush4(histogram, 4 * tid, bins4[tid]); Flush4(histogram, 4 * (tid + ResidentThreads), bins4[tid + ResidentThreads]);
-                r.Arrive();
-                ArrayView<U4> counts = histogram.Cast<U4>();
-                U4 c0 = counts[tid], c1 = counts[tid + ResidentThreads];
-                Put(bins, 4 * tid, c0); Put(bins, 4 * (tid + ResidentThreads), c1);
-                Group.Barrier();
-                if (FindDigit(bins, size, needed, scan, out int digit, out int rank)) { found[0] = digit; found[1] = rank; }
-                Group.Barrier();
-                prefix |= (uint)found[0] << shift;
-                mask |= (uint)(size - 1) << shift;
-                needed = found[1];
-                Group.Barrier(); // found is rewritten by the next level
-            }
-        }
-        else prefix = 0xFFFF_FFFFu;
-
-        // Thread tid's run: positions runStart + j for j < run, as bit j of two masks (outright, equal to T).
-        int runStart = first + tid * run;
-        uint outright = 0, equal = 0;
-        for (int j = 0; j < run; j++)
+        // Thread tid's run, positions runStart + j for j < 32, as bits j of two masks: what it selects outright (forced,
+        // or above the threshold key T's digits so far) and the candidates (unforced keys with T's digits so far). With
+        // nothing to pick, the top digit is above every key's.
+        bool pick = r.Needed > 0;
+        int digit = pick ? r.Digit(0, ResidentBins) : ResidentBins, runStart = first + tid * Run;
+        uint outright = 0, candidates = 0;
+        for (int j = 0; j < Run; j++)
         {
             int t = runStart + j;
-            uint key = keys[Skewed(t - first)];
+            int keyTop = (int)(keys[Skewed(t - first)] >> 21);
             bool inside = t < end, forced = t < sinks | t >= windowStart;
-            outright |= inside & (forced | key > prefix) ? 1u << j : 0u;
-            equal |= inside & !forced & key == prefix & needed > 0 ? 1u << j : 0u;
+            outright |= inside & (forced | keyTop > digit) ? 1u << j : 0u;
+            candidates |= inside & !forced & keyTop == digit ? 1u << j : 0u;
         }
+
+        // T's other digits, counted among the candidates only: bits 20..10, then 9..0.
+        if (pick)
+        {
+            for (int level = 1; level < ResidentLevels; level++)
+            {
+                int shift = level == 1 ? 10 : 0, size = level == 1 ? ResidentBins : ResidentBins / 2;
+                bins4[tid] = zero; bins4[tid + ResidentThreads] = zero;
+                Group.Barrier();
+                for (uint m = candidates; m != 0; m &= m - 1)
+                {
+                    int l = runStart - first + BitOperations.TrailingZeroCount(m);
+                    Atomic.Add(ref bins4.Cast<int>()[(int)((keys[Skewed(l)] >> shift) & (uint)(size - 1))], 1);
+                }
+                Group.Barrier();
+                digit = r.Digit(level, size);
+                for (uint m = candidates; m != 0; m &= m - 1)
+                {
+                    int j = BitOperations.TrailingZeroCount(m);
+                    int keyDigit = (int)((keys[Skewed(runStart - first + j)] >> shift) & (uint)(size - 1));
+                    outright |= keyDigit > digit ? 1u << j : 0u;
+                    candidates &= keyDigit == digit ? 0xFFFF_FFFFu : ~(1u << j);
+                }
+            }
+        }
+
+        // The candidates left equal T; r.Needed of the row's are taken, the lowest positions first.
+        int needed = r.Needed;
+        uint equal = candidates;
         ulong mine = ((ulong)BitOperations.PopCount(outright) << 32) | (uint)BitOperations.PopCount(equal);
         ulong before = BlockScan.Exclusive(scan, mine, out ulong chunkTotal);
         ArrayView<int> published = a.Counts.SubView((long)row * Grid.DimX * 2, Grid.DimX * 2);
@@ -163,25 +163,51 @@ public sealed partial class TopKSelectKernel
         long outBase = (long)row * a.K;
         for (; outright != 0; outright &= outright - 1)
             a.Output[outBase + slot++] = runStart + BitOperations.TrailingZeroCount(outright);
-        r.Leave(a.Histograms.SubView((long)row * ResidentLevels * ResidentBins, ResidentLevels * ResidentBins), found);
+        r.Leave();
     }
 
     /// <summary>A row's groups meeting in global memory: one counter per row, which every group adds 1 to at each
-    /// barrier (so barrier i is passed when it reaches i·groups) and once more when it leaves.</summary>
+    /// barrier (so barrier i is passed when it reaches i·groups) and once more when it leaves; and the row's histograms
+    /// of T's digits, one per level.</summary>
     private struct ResidentRow
     {
-        public ArrayView<int> Counter;
-        public int Groups, Passed;
+        public ArrayView<int> Counter, Histograms, Found;
+        public ArrayView<U4> Bins4;
+        public ArrayView<ulong> Scan;
+        public int Groups, Passed, Needed;
+
+        /// <summary>Adds the group's counts of a level's digits (in <see cref="Bins4"/>) to the row's, waits for the
+        /// row's other groups, and finds in the row's counts the digit of the <see cref="Needed"/>-th largest key;
+        /// <see cref="Needed"/> becomes its rank among the keys with that digit. Every group finds the same.</summary>
+        public int Digit(int level, int size)
+        {
+            int tid = Group.IdxX, threads = Group.DimX;
+            ArrayView<int> histogram = Histograms.SubView(level * ResidentBins, ResidentBins);
+            Flush4(histogram, 4 * tid, Bins4[tid]); Flush4(histogram, 4 * (tid + threads), Bins4[tid + threads]);
+            Arrive();
+            ArrayView<U4> counts = histogram.Cast<U4>();
+            U4 c0 = counts[tid], c1 = counts[tid + threads];
+            ArrayView<int> bins = Bins4.Cast<int>();
+            Put(bins, 4 * tid, c0); Put(bins, 4 * (tid + threads), c1);
+            Group.Barrier();
+            if (FindDigit(bins, size, Needed, Scan, out int digit, out int rank)) { Found[0] = digit; Found[1] = rank; }
+            Group.Barrier();
+            digit = Found[0];
+            Needed = Found[1];
+            Group.Barrier(); // Found and the bins are rewritten next
+            return digit;
+        }
 
         /// <summary>Waits until every group of the row has arrived; the group's global writes before it are seen by the
         /// others after it.</summary>
         public void Arrive()
         {
             Passed++;
-            MemoryFence.DeviceLevel();
             Group.Barrier();
             if (Group.IdxX == 0)
             {
+                // One fence serves the group: it is cumulative over the writes the group barrier ordered before it.
+                MemoryFence.DeviceLevel();
                 Atomic.Add(ref Counter[0], 1);
                 while (Atomic.Add(ref Counter[0], 0) < Passed * Groups) { }
                 MemoryFence.DeviceLevel();
@@ -189,17 +215,19 @@ public sealed partial class TopKSelectKernel
             Group.Barrier();
         }
 
-        /// <summary>The row's last group to leave zeroes the counter and <paramref name="histograms"/> for the next
-        /// selection: every group has read them by then, as it left after its last barrier. <paramref name="last"/> is
-        /// one shared int.</summary>
-        public readonly void Leave(ArrayView<int> histograms, ArrayView<int> last)
+        /// <summary>The row's last group to leave zeroes the counter and the histograms for the next selection: every
+        /// group has read them by then, as it left after its last barrier.</summary>
+        public readonly void Leave()
         {
-            MemoryFence.DeviceLevel();
             Group.Barrier();
-            if (Group.IdxX == 0) last[0] = Atomic.Add(ref Counter[0], 1) == (Passed + 1) * Groups - 1 ? 1 : 0;
+            if (Group.IdxX == 0)
+            {
+                MemoryFence.DeviceLevel();
+                Found[0] = Atomic.Add(ref Counter[0], 1) == (Passed + 1) * Groups - 1 ? 1 : 0;
+            }
             Group.Barrier();
-            if (last[0] == 0) return;
-            ArrayView<U4> h = histograms.Cast<U4>();
+            if (Found[0] == 0) return;
+            ArrayView<U4> h = Histograms.Cast<U4>();
             for (int i = Group.IdxX; i < h.IntLength; i += Group.DimX) h[i] = new U4();
             if (Group.IdxX == 0) Counter[0] = 0;
         }

@@ -87,8 +87,6 @@ public sealed partial class TopKSelectKernel
         public int Rows;
         /// <summary>Candidates the refining group keeps in shared memory (at most <see cref="ChunkSize"/>).</summary>
         public int SharedCapacity;
-        /// <summary>Resident launch: consecutive positions per thread (8, 16 or 32).</summary>
-        public int Run;
     }
 
     private readonly Action<KernelConfig, Args, int> _histogram;
@@ -100,7 +98,10 @@ public sealed partial class TopKSelectKernel
         _histogram = accelerator.LoadStreamKernel<Args, int>(Histogram);
         _gather = accelerator.LoadStreamKernel<Args>(Gather);
         _write = accelerator.LoadStreamKernel<Args>(Write);
-        _resident = accelerator.LoadStreamKernel<Args>(Resident);
+        // Registers capped so that four groups share an SM (the 512 groups of 32 rows × 128K then fit an H100's or H200's
+        // 132 SMs); the CPU accelerator rejects launch bounds.
+        _resident = accelerator.LoadStreamKernel<Args>(Resident, accelerator.AcceleratorType == AcceleratorType.Cuda
+            ? new KernelSpecialization(ResidentThreads, 4) : KernelSpecialization.Empty);
         _residentSlots = ResidentSlots(accelerator, _resident);
     }
 
@@ -128,9 +129,9 @@ public sealed partial class TopKSelectKernel
         if (args.N > MaxPositions) throw new ArgumentException($"top-k over {args.N} positions per row: at most {MaxPositions} are supported.", nameof(args));
         if (counters.Length < CounterSize(args.Rows)) throw new ArgumentException($"top-k over {args.Rows} rows needs {CounterSize(args.Rows)} counter ints, got {counters.Length}.", nameof(counters));
         if (scratch.Length < ScratchSize(args.Rows, args.N)) throw new ArgumentException($"top-k over {args.Rows} x {args.N} needs {ScratchSize(args.Rows, args.N)} scratch ints, got {scratch.Length}.", nameof(scratch));
-        if (resident && args.K < args.N && TryResidentShape(args.Rows, args.N, out int run, out int groupsPerRow))
+        if (resident && args.K < args.N && TryResidentShape(args.Rows, args.N, out int groupsPerRow))
         {
-            LaunchResident(args, counters, scratch, run, groupsPerRow);
+            LaunchResident(args, counters, scratch, groupsPerRow);
             return;
         }
         int chunks = Chunks(args.N);
