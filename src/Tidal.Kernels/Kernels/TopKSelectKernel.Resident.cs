@@ -10,13 +10,14 @@ namespace Tidal.Kernels.Kernels;
 /// groups meet at barriers in global memory instead of at launch boundaries:
 /// <list type="number">
 /// <item>Three radix levels (bits 31..21, 20..10, 9..0 of the key): each group counts the digits of its unforced keys
-/// that share the threshold's prefix so far, adds its counts to the row's histogram of the level, and waits for the
-/// row's other groups; then every group reads the whole histogram and finds the same digit (and how many keys with it
+/// that share the threshold's prefix so far (the first level from registers while staging; after it each thread sorts
+/// its run of 32 positions once into two bit masks, selected outright and candidates, so the later levels visit only
+/// the candidates), adds its counts to the row's histogram of the level, and waits for the row's other groups; then every group reads the whole histogram and finds the same digit (and how many keys with it
 /// are still needed), so no group has to tell the others. After the third level the threshold key T is exact, and so is
 /// how many keys equal to T are taken (ties go to the lowest positions).</item>
 /// <item>Each group counts what it selects outright (forced positions, keys above T) and its keys equal to T, publishes
 /// both and waits once more; its output offset and its share of the ties follow from the groups before it.</item>
-/// <item>Each thread writes the selected positions of its run of consecutive positions, ascending.</item>
+/// <item>Each thread writes the selected positions of its run, ascending.</item>
 /// </list>
 /// The four launches of <see cref="TopKSelectKernel"/> reread the scores and pay a launch's chain of dependent steps
 /// each time; here the scores are read once. Spinning at a barrier is only safe if all the row's groups run at the same
@@ -52,7 +53,7 @@ public sealed partial class TopKSelectKernel
     /// <summary>Groups per row of the resident launch for rows of <paramref name="n"/> positions, and whether the
     /// device holds the grid of <paramref name="rows"/> rows at once (and one group can sum the row's groups' counts).
     /// Measured on an H200: 16 groups per row of 128K took no longer for 32 rows than 64 groups of 2048 positions per row
-    /// for 8 rows (each row's groups meet five times, so fewer per row is cheaper), hence the whole chunk per group.</summary>
+    /// for 8 rows (each row's groups meet four times, so fewer per row is cheaper), hence the whole chunk per group.</summary>
     public bool TryResidentShape(int rows, int n, out int groupsPerRow)
     {
         groupsPerRow = (n + ResidentChunk - 1) / ResidentChunk;
