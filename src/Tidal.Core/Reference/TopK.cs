@@ -112,8 +112,8 @@ public static class TopK
 
     /// <summary>Order-preserving key: a larger float gives a larger key; −0 and +0 share one key (equal scores tie);
     /// NaN gives 0, below −∞.</summary>
-    /// <remarks>Written with selects rather than branches: the sign of a score is as good as random, and a mispredicted
-    /// branch per score was most of the selection's time.</remarks>
+    /// <remarks>Written with selects rather than branches (a score's sign is as good as random), as the kernels'
+    /// KernelMath.OrderedKey is.</remarks>
     public static uint OrderedKey(float value)
     {
         uint bits = BitConverter.SingleToUInt32Bits(value), magnitude = bits & 0x7FFF_FFFFu;
