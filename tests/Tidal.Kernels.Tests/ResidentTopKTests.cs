@@ -69,6 +69,29 @@ public sealed class ResidentTopKTests : IDisposable
             Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
         });
 
+    /// <summary>A budget the forced positions fill leaves nothing to pick by score: the groups skip the radix levels
+    /// (all of a row's groups alike, so their barriers still match) and select the forced positions only.</summary>
+    [Fact]
+    public void ForcedPositionsFillingTheBudget_AreTheSelection()
+    {
+        const int rows = 2, n = 9000, sinks = 3, window = 5;
+        var random = new Random(5);
+        float[] scores = Enumerable.Range(0, rows * n).Select(_ => random.NextSingle()).ToArray();
+        using var input = _accelerator.Allocate1D(scores);
+        using var output = _accelerator.Allocate1D<int>(rows * (sinks + window));
+        using var counters = _accelerator.Allocate1D<int>(TopKSelectKernel.CounterSize(rows));
+        using var scratch = _accelerator.Allocate1D<int>(TopKSelectKernel.ScratchSize(rows, n));
+        counters.MemSetToZero();
+        Assert.True(_kernel.TryResidentShape(rows, n, out _));
+        _kernel.Launch(new TopKSelectKernel.Args
+        {
+            Scores = input.View, Output = output.View, N = n, K = sinks + window, Sinks = sinks, Window = window, Rows = rows,
+        }, counters.View, scratch.View);
+        int[] row = [0, 1, 2, n - 5, n - 4, n - 3, n - 2, n - 1];
+        Assert.Equal([.. row, .. row], output.GetAsArray1D());
+        Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
+    }
+
     /// <summary>A grid the device cannot hold at once (here, more than four groups) is not resident.</summary>
     [Fact]
     public void TooManyGroups_AreNotResident() => Assert.False(_kernel.TryResidentShape(2, 3 * 8192, out _));
