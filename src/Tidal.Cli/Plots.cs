@@ -6,15 +6,37 @@ namespace Tidal.Cli;
 /// <summary>The PNG figures of `tidal bench` and `tidal eval`, drawn with ScottPlot: one method per figure.</summary>
 internal static class Plots
 {
-    /// <summary>The bundled DejaVu Sans for every label, so that figures have text on machines without fonts.</summary>
-    static Plots()
+    /// <summary>The bundled DejaVu Sans for every label, so that figures have text on machines without fonts. Registered
+    /// by the first figure rather than when a command is built: registering loads SkiaSharp's native library, and a
+    /// command that draws nothing (or `--help`) must run where that library is missing.</summary>
+    private static readonly Lazy<bool> BundledFont = new(() =>
     {
         string file = Path.Combine(AppContext.BaseDirectory, "fonts", "DejaVuSans.ttf");
-        if (!File.Exists(file)) return; // a system font then, as ScottPlot finds one
+        if (!File.Exists(file)) return false; // a system font then, as ScottPlot finds one
         const string name = "Tidal Sans";
         Fonts.AddFontFile(name, file, bold: false, italic: false);
         Fonts.AddFontFile(name, file, bold: true, italic: false);
         Fonts.Default = name;
+        return true;
+    });
+
+    /// <summary>A new figure, labelled in the bundled font.</summary>
+    private static Plot NewPlot()
+    {
+        UseBundledFont();
+        return new Plot();
+    }
+
+    private static void UseBundledFont()
+    {
+        try
+        {
+            _ = BundledFont.Value;
+        }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
+        {
+            throw new InvalidOperationException($"--plot needs SkiaSharp's native library (libSkiaSharp), which could not be loaded on this machine: {e.GetBaseException().Message}", e);
+        }
     }
 
     /// <summary>The --plot option of a command that can draw <paramref name="what"/>.</summary>
@@ -41,7 +63,7 @@ internal static class Plots
     /// <summary>Perplexity against token budget, a line per policy; full attention (no budget) as a horizontal line.</summary>
     public static void Perplexity(string path, string title, IReadOnlyList<(string Policy, int? Budget, double Perplexity)> results)
     {
-        var plot = new Plot();
+        var plot = NewPlot();
         foreach (var group in results.GroupBy(r => r.Policy))
         {
             if (group.All(r => r.Budget is null))
@@ -64,7 +86,7 @@ internal static class Plots
     /// <summary>Decode milliseconds per token against context length, a line per policy.</summary>
     public static void Bench(string path, string device, int[] contexts, string[] policies, double[,] milliseconds)
     {
-        var plot = new Plot();
+        var plot = NewPlot();
         for (int p = 0; p < policies.Length; p++)
             plot.Add.Scatter(contexts.Select(c => Math.Log2(c)).ToArray(), contexts.Select((_, c) => milliseconds[c, p]).ToArray()).LegendText = policies[p];
         PowersOfTwo(plot, contexts);
@@ -108,6 +130,7 @@ internal static class Plots
     private static Multiplot Grid(int panels, out int columns)
     {
         columns = Math.Min(panels, 4);
+        UseBundledFont();
         var figure = new Multiplot();
         figure.AddPlots(panels);
         figure.Layout = new ScottPlot.MultiplotLayouts.Grid((panels + columns - 1) / columns, columns);
