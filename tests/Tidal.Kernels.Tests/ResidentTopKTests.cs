@@ -52,21 +52,9 @@ public sealed class ResidentTopKTests : IDisposable
                 1 => pool[random.Next(pool.Length)],
                 _ => BitConverter.Int32BitsToSingle(0x3F80_0000 + random.Next(256)),
             }).ToArray();
-            Assert.True(_kernel.TryResidentShape(s.Rows, s.N, out _), "the shape must take the resident path");
-
-            using var input = _accelerator.Allocate1D(scores);
-            using var output = _accelerator.Allocate1D<int>(s.Rows * budget);
-            using var counters = _accelerator.Allocate1D<int>(TopKSelectKernel.CounterSize(s.Rows));
-            using var scratch = _accelerator.Allocate1D<int>(TopKSelectKernel.ScratchSize(s.Rows, s.N));
-            counters.MemSetToZero();
-            _kernel.Launch(new TopKSelectKernel.Args
-            {
-                Scores = input.View, Output = output.View, N = s.N, K = budget, Sinks = forced.Sinks, Window = forced.Window, Rows = s.Rows,
-            }, counters.View, scratch.View);
             var expected = new int[s.Rows * budget];
             TopK.SelectPerQueryHead(scores, s.Rows, budget, expected, forced);
-            Assert.Equal(expected, output.GetAsArray1D());
-            Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
+            Assert.Equal(expected, SelectResident(scores, s.Rows, s.N, budget, forced));
         });
 
     /// <summary>A budget the forced positions fill leaves nothing to pick by score: the groups skip the radix levels
@@ -77,19 +65,26 @@ public sealed class ResidentTopKTests : IDisposable
         const int rows = 2, n = 9000, sinks = 3, window = 5;
         var random = new Random(5);
         float[] scores = Enumerable.Range(0, rows * n).Select(_ => random.NextSingle()).ToArray();
+        int[] row = [0, 1, 2, n - 5, n - 4, n - 3, n - 2, n - 1];
+        Assert.Equal([.. row, .. row], SelectResident(scores, rows, n, sinks + window, new ForcedTokens(sinks, window)));
+    }
+
+    /// <summary>Runs the kernel on a shape that must take the resident path, from zeroed counters; asserts they are zero
+    /// again afterwards, as the next selection needs them, and returns the selected positions.</summary>
+    private int[] SelectResident(float[] scores, int rows, int n, int budget, ForcedTokens forced)
+    {
+        Assert.True(_kernel.TryResidentShape(rows, n, out _), "the shape must take the resident path");
         using var input = _accelerator.Allocate1D(scores);
-        using var output = _accelerator.Allocate1D<int>(rows * (sinks + window));
+        using var output = _accelerator.Allocate1D<int>(rows * budget);
         using var counters = _accelerator.Allocate1D<int>(TopKSelectKernel.CounterSize(rows));
         using var scratch = _accelerator.Allocate1D<int>(TopKSelectKernel.ScratchSize(rows, n));
         counters.MemSetToZero();
-        Assert.True(_kernel.TryResidentShape(rows, n, out _));
         _kernel.Launch(new TopKSelectKernel.Args
         {
-            Scores = input.View, Output = output.View, N = n, K = sinks + window, Sinks = sinks, Window = window, Rows = rows,
+            Scores = input.View, Output = output.View, N = n, K = budget, Sinks = forced.Sinks, Window = forced.Window, Rows = rows,
         }, counters.View, scratch.View);
-        int[] row = [0, 1, 2, n - 5, n - 4, n - 3, n - 2, n - 1];
-        Assert.Equal([.. row, .. row], output.GetAsArray1D());
         Assert.All(counters.GetAsArray1D(), c => Assert.Equal(0, c));
+        return output.GetAsArray1D();
     }
 
     /// <summary>A grid the device cannot hold at once (here, more than four groups) is not resident.</summary>

@@ -73,6 +73,7 @@ public sealed partial class TopKSelectKernel
     {
         ArrayView<uint> keys = SharedMemory.Allocate<uint>(ResidentChunk + ResidentChunk / 32);
         ArrayView<U4> bins4 = SharedMemory.Allocate<U4>(ResidentBins / 4);
+        ArrayView<int> bins = bins4.Cast<int>();
         ArrayView<ulong> scan = SharedMemory.Allocate<ulong>(32);
         ArrayView<int> found = SharedMemory.Allocate<int>(2);
         int chunk = Grid.IdxX, row = Grid.IdxY, tid = Group.IdxX;
@@ -85,10 +86,9 @@ public sealed partial class TopKSelectKernel
 
         // The chunk's keys, position first + l at Skewed(l), all 16 loads of a half in flight at once; the top digits
         // of the unforced ones are counted from registers.
-        var zero = new U4();
-        bins4[tid] = zero; bins4[tid + ResidentThreads] = zero;
+        bins4[tid] = new U4(); bins4[tid + ResidentThreads] = new U4();
         Group.Barrier();
-        var top = new Counter { Bins = bins4.Cast<int>(), End = end, Sinks = sinks, WindowStart = windowStart, Shift = 21 };
+        var top = new Counter { Bins = bins, End = end, Sinks = sinks, WindowStart = windowStart, Shift = 21 };
         long rowBase = (long)row * a.N;
         int t0 = first + tid;
         Vec8 v0 = Load8(a, rowBase, t0, end, 0), v1 = Load8(a, rowBase, t0, end, 8);
@@ -117,18 +117,16 @@ public sealed partial class TopKSelectKernel
             candidates |= inside & !forced & keyTop == digit ? 1u << j : 0u;
         }
 
-        // T's other digits, counted among the candidates only: bits 20..10, then 9..0.
+        // T's other digits, counted among the candidates only (in the bins Digit left zero): bits 20..10, then 9..0.
         if (pick)
         {
             for (int level = 1; level < ResidentLevels; level++)
             {
                 int shift = level == 1 ? 10 : 0, size = level == 1 ? ResidentBins : ResidentBins / 2;
-                bins4[tid] = zero; bins4[tid + ResidentThreads] = zero;
-                Group.Barrier();
                 for (uint m = candidates; m != 0; m &= m - 1)
                 {
                     int l = runStart - first + BitOperations.TrailingZeroCount(m);
-                    Atomic.Add(ref bins4.Cast<int>()[(int)((keys[Skewed(l)] >> shift) & (uint)(size - 1))], 1);
+                    Atomic.Add(ref bins[(int)((keys[Skewed(l)] >> shift) & (uint)(size - 1))], 1);
                 }
                 Group.Barrier();
                 digit = r.Digit(level, size);
@@ -143,8 +141,8 @@ public sealed partial class TopKSelectKernel
         }
 
         // The candidates left equal T; r.Needed of the row's are taken, the lowest positions first.
-        int needed = r.Needed;
         uint equal = candidates;
+        int needed = r.Needed;
         ulong mine = ((ulong)BitOperations.PopCount(outright) << 32) | (uint)BitOperations.PopCount(equal);
         ulong before = BlockScan.Exclusive(scan, mine, out ulong chunkTotal);
         ArrayView<int> published = a.Counts.SubView((long)row * Grid.DimX * 2, Grid.DimX * 2);
@@ -179,7 +177,8 @@ public sealed partial class TopKSelectKernel
 
         /// <summary>Adds the group's counts of a level's digits (in <see cref="Bins4"/>) to the row's, waits for the
         /// row's other groups, and finds in the row's counts the digit of the <see cref="Needed"/>-th largest key;
-        /// <see cref="Needed"/> becomes its rank among the keys with that digit. Every group finds the same.</summary>
+        /// <see cref="Needed"/> becomes its rank among the keys with that digit. Every group finds the same. Leaves the
+        /// bins zero for the next level's counts.</summary>
         public int Digit(int level, int size)
         {
             int tid = Group.IdxX, threads = Group.DimX;
@@ -195,7 +194,8 @@ public sealed partial class TopKSelectKernel
             Group.Barrier();
             digit = Found[0];
             Needed = Found[1];
-            Group.Barrier(); // Found and the bins are rewritten next
+            Bins4[tid] = new U4(); Bins4[tid + threads] = new U4();
+            Group.Barrier(); // Found is rewritten next, and the bins count the next level
             return digit;
         }
 
