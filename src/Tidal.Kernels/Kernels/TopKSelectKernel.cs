@@ -7,8 +7,8 @@ namespace Tidal.Kernels.Kernels;
 /// <summary>
 /// Top-k selection. Where the device holds the whole grid at once, one launch whose groups keep their keys resident
 /// (TopKSelectKernel.Resident.cs); otherwise four launches: a radix select on order-preserving keys whose first two
-/// 12-bit digits are counted by many groups per row (where the scores are read), and whose last 8 bits are resolved among the few keys that share
-/// the threshold's first 24 bits:
+/// 12-bit digits are counted by many groups per row (where the scores are read), and whose last 8 bits are resolved
+/// among the few keys that share the threshold's first 24 bits:
 /// <list type="number">
 /// <item>Histogram, twice (chunks × rows): each chunk of <see cref="ChunkSize"/> positions counts a digit of its keys
 /// in shared memory (the top 12 bits of the unforced keys; then bits 19..8 of the keys in the threshold's bucket) and
