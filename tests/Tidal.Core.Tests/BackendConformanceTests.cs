@@ -100,6 +100,14 @@ public abstract class BackendConformanceTests
                      from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols: 8 * chunks, batch, type)).ToArbitrary(),
             TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
 
+    /// <summary>Wide aligned rows, up to Llama-3-8B's MLP width (a backend may stage the activations in windows of a few
+    /// thousand columns), ending mid-window, with few rows.</summary>
+    [Property(MaxTest = 4)]
+    public Property MatMul_OfWideRows_MatchesTheReference_Bitwise() =>
+        Prop.ForAll((from rows in Gen.Choose(1, 9) from chunks in Gen.Choose(700, 1800) from batch in Gen.Choose(1, 2)
+                     from type in Gen.Elements(DType.F16, DType.BF16) select (rows, cols: 8 * chunks, batch, type)).ToArbitrary(),
+            TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
+
     /// <summary>Prefill-sized batches (a backend may tile them: several weight rows × several items per warp) with
     /// aligned widths, row counts and batches that leave partial tiles.</summary>
     [Property(MaxTest = 8)]
