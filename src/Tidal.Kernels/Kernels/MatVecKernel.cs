@@ -15,7 +15,7 @@ namespace Tidal.Kernels.Kernels;
 /// batches of four chunks in flight per lane: the next batch's loads are issued before the current batch is used, so a
 /// warp never waits a whole memory latency with nothing in flight. The loads stay raw (4 registers per chunk) until
 /// used, which is what lets 8 groups share an SM (see the constructor) with twice the bytes in flight.
-/// For one batch item its groups stay resident (the grid is what the device holds at once), and warp w takes rows w,
+/// For one batch item (a decode step) its groups stay resident (the grid is what the device holds at once), and warp w takes rows w,
 /// w + the grid's warps, …, the next row's first batch issued while the current row's last batch is used. Each group stages its batch
 /// item's activations in shared memory, a window of <see cref="WindowChunks"/> chunks at a time (wider rows are staged
 /// window by window): read from global memory, a lane's 32 bytes of activations per chunk were two half-used 16-byte
@@ -33,6 +33,7 @@ public sealed class MatVecKernel
     private readonly Accelerator _accelerator;
     private readonly Action<KernelConfig, ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int, int> _kernel;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int> _f16, _bf16;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int> _batchF16, _batchBF16;
     private readonly Dictionary<int, int> _slots = [];
 
     /// <summary>Compiles the kernels, on CUDA with registers capped so that 8 groups share an SM (uncapped, the loads in
@@ -45,6 +46,8 @@ public sealed class MatVecKernel
         _kernel = accelerator.LoadStreamKernel<ArrayView<byte>, int, ArrayView<float>, ArrayView<float>, int, int, int>(Run, bounds);
         _f16 = accelerator.LoadStreamKernel<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>(RunHalf<F16Weights>, bounds);
         _bf16 = accelerator.LoadStreamKernel<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>(RunHalf<BF16Weights>, bounds);
+        _batchF16 = accelerator.LoadStreamKernel<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int>(RunBatch<F16Weights>, bounds);
+        _batchBF16 = accelerator.LoadStreamKernel<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int>(RunBatch<BF16Weights>, bounds);
     }
 
     /// <summary>
@@ -55,18 +58,21 @@ public sealed class MatVecKernel
     {
         bool aligned = Loads.ChunksAligned(cols, w, x);
         int groups = (rows + WarpsPerGroup - 1) / WarpsPerGroup;
-        if (aligned && format is Format.F16 or Format.BF16)
+        var grid = new KernelConfig(new Index2D(batch, groups), new Index2D(32 * WarpsPerGroup, 1));
+        bool half = aligned && format is Format.F16 or Format.BF16;
+        if (half && batch == 1)
         {
             var kernel = format == Format.F16 ? _f16 : _bf16;
             int f4s = 2 * Math.Min(WindowChunks, (cols / 8 + 31) / 32 * 32);
-            // One item: resident groups. Several: a group per 4 rows and item, the items of a row side by side in the grid,
-            // so that they read the row at about the same time and share it through L2 (resident groups took ~30 rows
-            // each, 1.1–1.6× slower for 32 items on an H200).
-            if (batch == 1) groups = Math.Min(groups, Slots(kernel, f4s));
-            kernel(new KernelConfig(new Index2D(batch, groups), new Index2D(32 * WarpsPerGroup, 1), SharedMemoryConfig.RequestDynamic<F4>(f4s)),
+            groups = Math.Min(groups, Slots(kernel, f4s));
+            kernel(new KernelConfig(new Index2D(1, groups), new Index2D(32 * WarpsPerGroup, 1), SharedMemoryConfig.RequestDynamic<F4>(f4s)),
                 w, x, y, rows, cols, groups * WarpsPerGroup);
         }
-        else _kernel(new KernelConfig(new Index2D(batch, groups), new Index2D(32 * WarpsPerGroup, 1)), w, format, x, y, rows, cols, aligned ? 1 : 0);
+        // Several items: a warp per row and item, the items of a row side by side in the grid, so that they read the row
+        // at about the same time and share it through L2. (Staging the activations per group of 4 rows here cost more
+        // than it saved: 32 items of 14336 × 4096 623 → 920 µs on an H200.)
+        else if (half) (format == Format.F16 ? _batchF16 : _batchBF16)(grid, w, x, y, rows, cols);
+        else _kernel(grid, w, format, x, y, rows, cols, aligned ? 1 : 0);
     }
 
     /// <summary>Groups the device holds at once with <paramref name="f4s"/> F4s of shared memory each (on the CPU
@@ -117,10 +123,7 @@ public sealed class MatVecKernel
                     ArrayView<U4> source = rowEnd ? nextWs : ws;
                     int c = batch + lane, n = (rowEnd ? 0 : batch + 128) + lane, nLimit = rowEnd ? nextLimit : limit;
                     U4 n0 = Raw(source, n, nLimit), n1 = Raw(source, n + 32, nLimit), n2 = Raw(source, n + 64, nLimit), n3 = Raw(source, n + 96, nLimit);
-                    if (c < end) acc.Fma(default(T).Widen(a0), xs.Chunk(c));
-                    if (c + 32 < end) acc.Fma(default(T).Widen(a1), xs.Chunk(c + 32));
-                    if (c + 64 < end) acc.Fma(default(T).Widen(a2), xs.Chunk(c + 64));
-                    if (c + 96 < end) acc.Fma(default(T).Widen(a3), xs.Chunk(c + 96));
+                    AddBatch<T, StagedActivations>(ref acc, xs, c, end, a0, a1, a2, a3);
                     a0 = n0; a1 = n1; a2 = n2; a3 = n3;
                 }
             }
@@ -128,6 +131,50 @@ public sealed class MatVecKernel
             if (lane == 0 && row < rows) y[(long)b * rows + row] = sum;
             row = next; limit = nextLimit; ws = nextWs;
         }
+    }
+
+    /// <summary>Aligned 16-bit rows for several batch items: one row and item per warp, activations from global memory.</summary>
+    private static void RunBatch<T>(ArrayView<byte> w, ArrayView<float> x, ArrayView<float> y, int rows, int cols) where T : struct, IHalfWeights
+    {
+        int row = Grid.IdxY * WarpsPerGroup + Warp.WarpIdx, b = Grid.IdxX, lane = Warp.LaneIdx, chunks = cols / 8;
+        if (row >= rows) return; // the whole warp: nothing below waits for other warps
+        ArrayView<U4> ws = w.Cast<U4>().SubView((long)row * chunks, chunks);
+        var xs = new GlobalActivations { X = x.Cast<byte>(), First = (long)b * chunks };
+        U4 a0 = Raw(ws, lane, chunks), a1 = Raw(ws, lane + 32, chunks), a2 = Raw(ws, lane + 64, chunks), a3 = Raw(ws, lane + 96, chunks);
+        var acc = new Vec8();
+        for (int batch = 0; batch < chunks; batch += 128)
+        {
+            int n = batch + 128 + lane;
+            U4 n0 = Raw(ws, n, chunks), n1 = Raw(ws, n + 32, chunks), n2 = Raw(ws, n + 64, chunks), n3 = Raw(ws, n + 96, chunks);
+            AddBatch<T, GlobalActivations>(ref acc, xs, batch + lane, chunks, a0, a1, a2, a3);
+            a0 = n0; a1 = n1; a2 = n2; a3 = n3;
+        }
+        float sum = KernelMath.FoldLanes(KernelMath.FoldSlots(acc));
+        if (lane == 0) y[(long)b * rows + row] = sum;
+    }
+
+    /// <summary>Adds a lane's chunks c, c + 32, c + 64, c + 96 (raw a0 … a3) below <paramref name="end"/>, in order.</summary>
+    private static void AddBatch<T, X>(ref Vec8 acc, in X xs, int c, int end, U4 a0, U4 a1, U4 a2, U4 a3) where T : struct, IHalfWeights where X : struct, IActivations
+    {
+        if (c < end) acc.Fma(default(T).Widen(a0), xs.Chunk(c));
+        if (c + 32 < end) acc.Fma(default(T).Widen(a1), xs.Chunk(c + 32));
+        if (c + 64 < end) acc.Fma(default(T).Widen(a2), xs.Chunk(c + 64));
+        if (c + 96 < end) acc.Fma(default(T).Widen(a3), xs.Chunk(c + 96));
+    }
+
+    /// <summary>Where a warp reads chunk c (8 floats) of its batch item's activations.</summary>
+    private interface IActivations
+    {
+        Vec8 Chunk(int c);
+    }
+
+    /// <summary>From global memory: two 16-byte loads.</summary>
+    private struct GlobalActivations : IActivations
+    {
+        public ArrayView<byte> X;
+        public long First;
+
+        public readonly Vec8 Chunk(int c) => Loads.Chunk(X, First + c, Format.F32);
     }
 
     /// <summary>Chunks [start, end) of the activations into shared memory (<see cref="StagedActivations"/>'s layout),
@@ -142,7 +189,7 @@ public sealed class MatVecKernel
     /// <summary>A window of activations in shared memory, laid out so that the 32 lanes' chunks c, c + 1, …, c + 31 (c − First a
     /// multiple of 32) are 32 consecutive F4s (first halves), then 32 more (second halves): one conflict-free 512-byte
     /// read per load.</summary>
-    private struct StagedActivations
+    private struct StagedActivations : IActivations
     {
         public ArrayView<F4> X;
         public int First;
