@@ -100,8 +100,8 @@ public abstract class BackendConformanceTests
                      from type in Gen.Elements(DType.F32, DType.F16, DType.BF16) select (rows, cols: 8 * chunks, batch, type)).ToArbitrary(),
             TestData.Seed.ToArbitrary(), (shape, seed) => CheckMatMul(shape.rows, shape.cols, shape.batch, shape.type, seed));
 
-    /// <summary>Wide aligned rows, up to Llama-3-8B's MLP width (a backend may stage the activations in windows of a few
-    /// thousand columns), ending mid-window, with few rows.</summary>
+    /// <summary>Wide aligned rows, up to Llama-3-8B's MLP width (14336 columns: many batches of chunks per lane), with few
+    /// rows.</summary>
     [Property(MaxTest = 4)]
     public Property MatMul_OfWideRows_MatchesTheReference_Bitwise() =>
         Prop.ForAll((from rows in Gen.Choose(1, 9) from chunks in Gen.Choose(700, 1800) from batch in Gen.Choose(1, 2)
