@@ -69,6 +69,8 @@ public class ReductionTests
             float[] hw = h.Select(v => (float)v).ToArray(), bw = bf.Select(v => (float)v).ToArray();
             Assert.Equal(Reduction.Dot<float>(hw, x), Reduction.Dot<Half>(h, x));
             Assert.Equal(Reduction.Dot<float>(bw, x), Reduction.Dot<BFloat16>(bf, x));
+            Assert.Equal(Reduction.Dot<float>(hw, x, Reduction.ScoreLanes), Reduction.Dot<Half>(h, x, Reduction.ScoreLanes));
+            Assert.Equal(Reduction.Dot<float>(bw, x, Reduction.ScoreLanes), Reduction.Dot<BFloat16>(bf, x, Reduction.ScoreLanes));
         });
 
     [Fact]

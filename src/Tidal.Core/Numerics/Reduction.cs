@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Tidal.Core.Numerics;
@@ -46,6 +47,7 @@ public static class Reduction
             throw new ArgumentException($"b has {b.Length} elements but a has {a.Length}.", nameof(b));
         if (lanes < 1 || lanes > Lanes || (lanes & (lanes - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(lanes), lanes, $"must be a power of two from 1 to {Lanes}.");
+        if (lanes == 4) return DotFourLanes(a, b);
         int chunks = (a.Length + Width - 1) / Width;
         int used = Math.Min(chunks, lanes);
         Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
@@ -64,6 +66,51 @@ public static class Reduction
             lane = Vector256.FusedMultiplyAdd(Conversions.Load8Padded(a, i), Conversions.Load8Padded(b, i), lane);
         }
         return FoldLanes(acc.Slice(0, used));
+    }
+
+    /// <summary>
+    /// <see cref="Dot{TA}(ReadOnlySpan{TA}, ReadOnlySpan{float}, int)"/> over 4 lanes (<see cref="ScoreLanes"/>) held in
+    /// registers: attention computes one per head and token, where the general path's setup cost more than the dot. Lanes that receive no chunk stay +0 and fold in without
+    /// changing the bits, so the fold is always (L0 + L2) + (L1 + L3).
+    /// </summary>
+    private static float DotFourLanes<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged
+    {
+        Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default;
+        int full = a.Length / Width, chunks = (a.Length + Width - 1) / Width, c = 0;
+        ref float rb = ref MemoryMarshal.GetReference(b); // a.Length == b.Length was checked
+        if (typeof(TA) == typeof(float))
+        {
+            ref float ra = ref Unsafe.As<TA, float>(ref MemoryMarshal.GetReference(a));
+            for (; c + 4 <= full; c += 4)
+            {
+                nuint i = (nuint)(c * Width);
+                l0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), Vector256.LoadUnsafe(ref rb, i), l0);
+                l1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + Width), Vector256.LoadUnsafe(ref rb, i + Width), l1);
+                l2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 2 * Width), Vector256.LoadUnsafe(ref rb, i + 2 * Width), l2);
+                l3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 3 * Width), Vector256.LoadUnsafe(ref rb, i + 3 * Width), l3);
+            }
+        }
+        for (; c + 4 <= full; c += 4)
+        {
+            int i = c * Width;
+            l0 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i), Vector256.LoadUnsafe(ref rb, (nuint)i), l0);
+            l1 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + Width)), l1);
+            l2 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + 2 * Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + 2 * Width)), l2);
+            l3 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + 3 * Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + 3 * Width)), l3);
+        }
+        for (; c < chunks; c++)
+        {
+            int i = c * Width;
+            Vector256<float> x = Conversions.Load8Padded(a, i), y = Conversions.Load8Padded(b, i);
+            switch (c & 3)
+            {
+                case 0: l0 = Vector256.FusedMultiplyAdd(x, y, l0); break;
+                case 1: l1 = Vector256.FusedMultiplyAdd(x, y, l1); break;
+                case 2: l2 = Vector256.FusedMultiplyAdd(x, y, l2); break;
+                default: l3 = Vector256.FusedMultiplyAdd(x, y, l3); break;
+            }
+        }
+        return (FoldSlots(l0) + FoldSlots(l2)) + (FoldSlots(l1) + FoldSlots(l3));
     }
 
     /// <summary>Σ x[i] in the feature-axis order.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Tidal.Core.Numerics;
 
@@ -225,6 +226,9 @@ public static class Attention
         public int* Row(int head, int kvHead) => indices == null ? null : indices + (long)(perKvHead ? kvHead : head) * stride;
 
         public int Position(int* row, int j) => row == null ? start + j : row[j];
+
+        /// <summary>Whether the query heads of a GQA group attend the same tokens (everything but per-query-head sets).</summary>
+        public bool SharedByGroup => indices == null || perKvHead || stride == 0;
     }
 
     private static unsafe void Run<T>(ReadOnlySpan<float> q, KvView<T> kv, int group, TokenSet tokens,
@@ -239,56 +243,81 @@ public static class Attention
         fixed (float* ps = logits)
         {
             var job = new HeadJob<T>(pq, pk, pv, po, pl, ps, kv.Capacity, kv.HeadDim, group, tokens);
+            // A group that shares its tokens widens each K and V row once for all its heads; per-query-head sets cannot.
+            int jobs = tokens.SharedByGroup ? kv.KvHeads : heads;
+            Action<int> run = tokens.SharedByGroup ? job.RunGroup : job.Run;
             if ((long)heads * tokens.Count * kv.HeadDim < ParallelThreshold || Environment.ProcessorCount == 1)
-                for (int h = 0; h < heads; h++) job.Run(h);
+                for (int i = 0; i < jobs; i++) run(i);
             else
-                Parallel.For(0, heads, job.Run);
+                Parallel.For(0, jobs, run);
         }
     }
 
     private readonly unsafe struct HeadJob<T>(float* q, T* keys, T* values, float* output, float* lse, float* logits,
         int capacity, int headDim, int group, TokenSet tokens) where T : unmanaged
     {
-        public void Run(int head)
+        /// <summary>One query head over its own tokens.</summary>
+        public void Run(int head) => Heads(head, 1);
+
+        /// <summary>Every query head of KV head <paramref name="kvHead"/> over the tokens they share.</summary>
+        public void RunGroup(int kvHead) => Heads(kvHead * group, group);
+
+        /// <summary>Query heads [first, first + count) of one KV head over the same tokens: each K and V row is widened to
+        /// floats once (exactly, so each head's arithmetic is the canonical one on the same values).</summary>
+        private void Heads(int first, int count)
         {
-            int d = headDim, n = tokens.Count, kvHead = head / group;
-            var qh = new ReadOnlySpan<float>(q + (long)head * d, d);
-            var oh = new Span<float>(output + (long)head * d, d);
-            int* row = tokens.Row(head, kvHead);
+            int d = headDim, n = tokens.Count, kvHead = first / group, slots = Reduction.Slots;
+            int* row = tokens.Row(first, kvHead);
             long headBase = (long)kvHead * capacity * d;
             float scale = 1f / MathF.Sqrt(d);
 
-            float[] scoresArray = ArrayPool<float>.Shared.Rent(Math.Max(n, 1));
-            float[] slotsArray = ArrayPool<float>.Shared.Rent(Reduction.Slots * (d + 1));
+            float[] scoresArray = ArrayPool<float>.Shared.Rent(Math.Max(count * n, 1));
+            float[] slotsArray = ArrayPool<float>.Shared.Rent(count * slots * (d + 1) + d + count);
             try
             {
-                Span<float> scores = scoresArray.AsSpan(0, n);
-                float m = float.NegativeInfinity;
+                // scores [count, n], then probabilities; per head its slots' denominators [slots] and accumulators [slots, d]; a widened row; maxima.
+                Span<float> scores = scoresArray.AsSpan(0, count * n);
+                Span<float> denominators = slotsArray.AsSpan(0, count * slots);
+                Span<float> accumulators = slotsArray.AsSpan(count * slots, count * slots * d);
+                Span<float> widened = slotsArray.AsSpan(count * slots * (d + 1), d);
+                Span<float> maxima = slotsArray.AsSpan(count * slots * (d + 1) + d, count);
+                maxima.Fill(float.NegativeInfinity);
                 for (int j = 0; j < n; j++)
                 {
-                    var k = new ReadOnlySpan<T>(keys + headBase + (long)tokens.Position(row, j) * d, d);
-                    scores[j] = Reduction.Dot(k, qh, Reduction.ScoreLanes) * scale;
-                    m = MathF.Max(m, scores[j]);
+                    ReadOnlySpan<float> k = Widen(keys + headBase + (long)tokens.Position(row, j) * d, d, widened);
+                    for (int h = 0; h < count; h++)
+                    {
+                        float s = Reduction.Dot(k, new ReadOnlySpan<float>(q + (long)(first + h) * d, d), Reduction.ScoreLanes) * scale;
+                        scores[h * n + j] = s;
+                        maxima[h] = MathF.Max(maxima[h], s);
+                    }
                 }
-                if (logits != null) scores.CopyTo(new Span<float>(logits + (long)head * n, n));
+                if (logits != null) scores.CopyTo(new Span<float>(logits + (long)first * n, count * n));
+                for (int h = 0; h < count; h++) Softmax.ExpShifted(scores.Slice(h * n, n), maxima[h], scores.Slice(h * n, n)); // p_j
 
-                int used = Math.Min(n, Reduction.Slots);
-                Span<float> denominators = slotsArray.AsSpan(0, Reduction.Slots);
-                Span<float> accumulators = slotsArray.AsSpan(Reduction.Slots, Reduction.Slots * d);
-                denominators.Slice(0, used).Clear();
-                accumulators.Slice(0, used * d).Clear();
+                int used = Math.Min(n, slots);
+                denominators.Clear();
+                accumulators.Clear();
                 for (int j = 0; j < n; j++)
                 {
-                    float p = TidalMath.Exp(scores[j] - m);
-                    int slot = j & (Reduction.Slots - 1);
-                    denominators[slot] += p;
-                    var v = new ReadOnlySpan<T>(values + headBase + (long)tokens.Position(row, j) * d, d);
-                    AccumulateScaled(p, v, accumulators.Slice(slot * d, d));
+                    ReadOnlySpan<float> v = Widen(values + headBase + (long)tokens.Position(row, j) * d, d, widened);
+                    int slot = j & (slots - 1);
+                    for (int h = 0; h < count; h++)
+                    {
+                        float p = scores[h * n + j];
+                        denominators[h * slots + slot] += p;
+                        AccumulateScaled(p, v, accumulators.Slice((h * slots + slot) * d, d));
+                    }
                 }
-                float total = Reduction.FoldHalving(denominators.Slice(0, used));
-                Reduction.FoldHalving(accumulators, used, d);
-                for (int i = 0; i < d; i++) oh[i] = n == 0 ? 0f : accumulators[i] / total;
-                if (lse != null) lse[head] = n == 0 ? float.NegativeInfinity : m + TidalMath.Log(total);
+                for (int h = 0; h < count; h++)
+                {
+                    var oh = new Span<float>(output + (long)(first + h) * d, d);
+                    float total = Reduction.FoldHalving(denominators.Slice(h * slots, used));
+                    Span<float> sums = accumulators.Slice(h * slots * d, slots * d);
+                    Reduction.FoldHalving(sums, used, d);
+                    for (int i = 0; i < d; i++) oh[i] = n == 0 ? 0f : sums[i] / total;
+                    if (lse != null) lse[first + h] = n == 0 ? float.NegativeInfinity : maxima[h] + TidalMath.Log(total);
+                }
             }
             finally
             {
@@ -298,14 +327,25 @@ public static class Attention
         }
     }
 
-    /// <summary>acc[i] = fma(p, v[i], acc[i]).</summary>
-    private static void AccumulateScaled<T>(float p, ReadOnlySpan<T> v, Span<float> acc) where T : unmanaged
+    /// <summary>A cache row as floats: F32 rows in place, others widened (exactly) into <paramref name="buffer"/>.</summary>
+    private static unsafe ReadOnlySpan<float> Widen<T>(T* row, int d, Span<float> buffer) where T : unmanaged
+    {
+        var source = new ReadOnlySpan<T>(row, d);
+        if (typeof(T) == typeof(float)) return MemoryMarshal.Cast<T, float>(source);
+        Conversions.ToSingle(source, buffer);
+        return buffer;
+    }
+
+    /// <summary>acc[i] = fma(p, v[i], acc[i]) (acc as long as v: the callers' slices of d floats).</summary>
+    private static void AccumulateScaled(float p, ReadOnlySpan<float> v, Span<float> acc)
     {
         var pv = Vector256.Create(p);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        ref float ra = ref MemoryMarshal.GetReference(acc.Slice(0, v.Length));
         int i = 0;
         for (; i + 8 <= v.Length; i += 8)
-            Vector256.FusedMultiplyAdd(pv, Conversions.Load8(v, i), Vector256.Create(acc.Slice(i, 8))).CopyTo(acc.Slice(i));
-        for (; i < v.Length; i++) acc[i] = TidalMath.Fma(p, Conversions.ToSingle(v[i]), acc[i]);
+            Vector256.FusedMultiplyAdd(pv, Vector256.LoadUnsafe(ref rv, (nuint)i), Vector256.LoadUnsafe(ref ra, (nuint)i)).StoreUnsafe(ref ra, (nuint)i);
+        for (; i < v.Length; i++) acc[i] = TidalMath.Fma(p, v[i], acc[i]);
     }
 
     private static void CheckOutputs(int heads, int d, Span<float> output, Span<float> lse, Span<float> logits, int count)
