@@ -53,11 +53,14 @@ public static class Reduction
         Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
         acc.Slice(0, used).Clear();
         int full = a.Length / Width;
+        ref Vector256<float> lane0 = ref MemoryMarshal.GetReference(acc);
+        ref TA ra = ref MemoryMarshal.GetReference(a);
+        ref float rb = ref MemoryMarshal.GetReference(b);
         for (int c = 0; c < full; c++)
         {
-            int i = c * Width;
-            ref Vector256<float> lane = ref acc[c & (lanes - 1)];
-            lane = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i), Vector256.Create(b.Slice(i, Width)), lane);
+            nuint i = (nuint)(c * Width);
+            ref Vector256<float> lane = ref Unsafe.Add(ref lane0, c & (lanes - 1)); // lanes ≤ 32 = acc's length
+            lane = Vector256.FusedMultiplyAdd(Load8(ref ra, i), Vector256.LoadUnsafe(ref rb, i), lane);
         }
         if (full < chunks)
         {
@@ -77,26 +80,15 @@ public static class Reduction
     {
         Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default;
         int full = a.Length / Width, chunks = (a.Length + Width - 1) / Width, c = 0;
-        ref float rb = ref MemoryMarshal.GetReference(b); // a.Length == b.Length was checked
-        if (typeof(TA) == typeof(float))
-        {
-            ref float ra = ref Unsafe.As<TA, float>(ref MemoryMarshal.GetReference(a));
-            for (; c + 4 <= full; c += 4)
-            {
-                nuint i = (nuint)(c * Width);
-                l0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), Vector256.LoadUnsafe(ref rb, i), l0);
-                l1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + Width), Vector256.LoadUnsafe(ref rb, i + Width), l1);
-                l2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 2 * Width), Vector256.LoadUnsafe(ref rb, i + 2 * Width), l2);
-                l3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 3 * Width), Vector256.LoadUnsafe(ref rb, i + 3 * Width), l3);
-            }
-        }
+        ref TA ra = ref MemoryMarshal.GetReference(a); // a.Length == b.Length was checked
+        ref float rb = ref MemoryMarshal.GetReference(b);
         for (; c + 4 <= full; c += 4)
         {
-            int i = c * Width;
-            l0 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i), Vector256.LoadUnsafe(ref rb, (nuint)i), l0);
-            l1 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + Width)), l1);
-            l2 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + 2 * Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + 2 * Width)), l2);
-            l3 = Vector256.FusedMultiplyAdd(Conversions.Load8(a, i + 3 * Width), Vector256.LoadUnsafe(ref rb, (nuint)(i + 3 * Width)), l3);
+            nuint i = (nuint)(c * Width);
+            l0 = Vector256.FusedMultiplyAdd(Load8(ref ra, i), Vector256.LoadUnsafe(ref rb, i), l0);
+            l1 = Vector256.FusedMultiplyAdd(Load8(ref ra, i + Width), Vector256.LoadUnsafe(ref rb, i + Width), l1);
+            l2 = Vector256.FusedMultiplyAdd(Load8(ref ra, i + 2 * Width), Vector256.LoadUnsafe(ref rb, i + 2 * Width), l2);
+            l3 = Vector256.FusedMultiplyAdd(Load8(ref ra, i + 3 * Width), Vector256.LoadUnsafe(ref rb, i + 3 * Width), l3);
         }
         for (; c < chunks; c++)
         {
@@ -111,6 +103,16 @@ public static class Reduction
             }
         }
         return (FoldSlots(l0) + FoldSlots(l2)) + (FoldSlots(l1) + FoldSlots(l3));
+    }
+
+    /// <summary>Elements [i, i + 8) from <paramref name="a"/> as floats, unchecked (the callers stay inside their spans).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Load8<TA>(ref TA a, nuint i) where TA : unmanaged
+    {
+        if (typeof(TA) == typeof(float)) return Vector256.LoadUnsafe(ref Unsafe.As<TA, float>(ref a), i);
+        if (typeof(TA) == typeof(Half)) return Conversions.WidenHalf(Vector128.LoadUnsafe(ref Unsafe.As<TA, ushort>(ref a), i));
+        if (typeof(TA) == typeof(BFloat16)) return Conversions.WidenBFloat16(Vector128.LoadUnsafe(ref Unsafe.As<TA, ushort>(ref a), i));
+        throw new NotSupportedException($"{typeof(TA).Name} is not a Tidal element type.");
     }
 
     /// <summary>Σ x[i] in the feature-axis order.</summary>
