@@ -14,7 +14,7 @@ switch (args)
             .AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(rest is ["--quick"] ? 3 : 10))
             .AddColumn(new BandwidthColumn(), new PeakShareColumn())
             .WithOptions(ConfigOptions.JoinSummary);
-        BenchmarkRunner.Run([typeof(StreamReadBenchmark), typeof(GemvBenchmark), typeof(AttentionBenchmark), typeof(TopKBenchmark)], config);
+        BenchmarkRunner.Run([typeof(StreamReadBenchmark), typeof(GemvBenchmark), typeof(MatMulBenchmark), typeof(AttentionBenchmark), typeof(TopKBenchmark)], config);
         return 0;
     default:
         BenchmarkSwitcher.FromAssembly(typeof(BandwidthColumn).Assembly).Run(args);

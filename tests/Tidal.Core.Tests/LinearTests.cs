@@ -9,7 +9,7 @@ namespace Tidal.Core.Tests;
 public class LinearTests
 {
     private static Gen<(int Rows, int Cols, int Batch, int Seed)> Cases =>
-        from rows in Gen.Choose(1, 70) from cols in Gen.Choose(1, 600) from batch in Gen.Choose(1, 4) from seed in TestData.Seed
+        from rows in Gen.Choose(1, 70) from cols in Gen.Choose(1, 600) from batch in Gen.Choose(1, 20) from seed in TestData.Seed
         select (rows, cols, batch, seed);
 
     private static void Check<TW>(TW[] w, float[] x, int rows, int cols, int batch) where TW : unmanaged

@@ -151,8 +151,9 @@ public sealed class CpuBackend : IBackend
     public void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output)
     {
         (int rows, int heads, int d) = Geometry.Causal(q, keys, first, output);
-        for (int r = 0; r < rows; r++)
-            Attention(Query(q, r, heads, d), keys, values, first + r, output.Slice(r, 1).Reshape(new Shape(heads, d)));
+        // Each row is its own decode attention, so rows run on separate threads without changing a bit; a row alone
+        // is too short for its heads to fill the cores (prefill's rows mostly are).
+        Parallel.For(0, rows, r => Attention(Query(q, r, heads, d), keys, values, first + r, output.Slice(r, 1).Reshape(new Shape(heads, d))));
     }
 
     /// <summary>Row r's query, [heads, d]: the first heads · d values of a row (rows may be fused QKV).</summary>
