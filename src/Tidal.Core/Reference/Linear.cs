@@ -16,8 +16,8 @@ public static class Linear
 
     /// <summary>
     /// Smallest batch that takes the token-block path: below it the padding of a block to 8 items costs more than the
-    /// per-dot folds it saves; at 4 the two paths are about even, from 5 on the blocks win (BF16 768×256 and
-    /// 4096×4096 on the 2-core development machine, bench/RESULTS.md).
+    /// per-dot folds it saves; at 4 the two paths were about even, from 5 on the blocks won (BF16 768×256 and
+    /// 4096×4096 weights on a 2-core AVX2 machine).
     /// </summary>
     private const int MinBlockBatch = 4;
 
