@@ -55,7 +55,8 @@ public static class Linear
         if (w.Length != (long)rows * cols)
             throw new ArgumentException($"w has {w.Length} elements but must be [{rows}, {cols}] = {(long)rows * cols}.", nameof(w));
 
-        if (batch >= MinBlockBatch)
+        // A batch whose transposed, padded copy would not fit one array takes the row path, which has no such copy.
+        if (batch >= MinBlockBatch && TransposedLength(cols, batch) <= Array.MaxLength)
         {
             MatMulBlocks(w, x, y, rows, cols, batch);
             return;
@@ -99,17 +100,20 @@ public static class Linear
         }
     }
 
+    /// <summary>Floats of X transposed into blocks of eight items, each block's columns padded to whole chunks.</summary>
+    private static long TransposedLength(int cols, int batch) =>
+        (long)((batch + TokenBlock - 1) / TokenBlock) * TokenBlock * ((cols + Reduction.Width - 1) / Reduction.Width * Reduction.Width);
+
     private static unsafe void MatMulBlocks<TW>(ReadOnlySpan<TW> w, ReadOnlySpan<float> x, Span<float> y, int rows, int cols, int batch)
         where TW : unmanaged
     {
-        int chunks = (cols + Reduction.Width - 1) / Reduction.Width, padded = chunks * Reduction.Width;
-        int blocks = (batch + TokenBlock - 1) / TokenBlock;
+        int padded = (cols + Reduction.Width - 1) / Reduction.Width * Reduction.Width, length = (int)TransposedLength(cols, batch);
         // xt[(block · padded + c) · 8 + t] = X[block · 8 + t, c]; the padding (items past the batch, columns past
         // cols) is +0, and a +0 weight times a +0 item added to an accumulator leaves it unchanged.
-        float[] xt = ArrayPool<float>.Shared.Rent(blocks * padded * TokenBlock);
+        float[] xt = ArrayPool<float>.Shared.Rent(length);
         try
         {
-            Array.Clear(xt, 0, blocks * padded * TokenBlock);
+            Array.Clear(xt, 0, length);
             for (int b = 0; b < batch; b++)
             {
                 ReadOnlySpan<float> item = x.Slice(b * cols, cols);
