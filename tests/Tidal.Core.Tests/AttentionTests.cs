@@ -167,6 +167,50 @@ public class DecodeSplitTests
     }
 }
 
+public class CausalAttentionTests
+{
+    /// <summary>Attention.Causal's rows against each row's own DecodeDense, bit for bit (the oracle is the decode
+    /// attention that AttentionTests holds to a double-precision oracle).</summary>
+    private static void Check<T>(T[] k, T[] v, float[] q, int kvHeads, int heads, int d, int capacity, int first, int rows, int stride)
+        where T : unmanaged
+    {
+        var got = new float[rows * heads * d];
+        Attention.Causal(q, stride, new KvView<T>(k, v, kvHeads, capacity, d, first + rows - 1), first, rows, got);
+        var expected = new float[got.Length];
+        for (int r = 0; r < rows; r++)
+            Attention.DecodeDense(q.AsSpan(r * stride, heads * d), new KvView<T>(k, v, kvHeads, capacity, d, first + r), expected.AsSpan(r * heads * d, heads * d));
+        TestData.AssertBitwiseEqual(expected, got, $"causal {typeof(T).Name} rows {rows} from {first}, d {d}, {heads}/{kvHeads} heads");
+    }
+
+    /// <summary>Rows of several blocks of eight (the last one partial), prefixes of one to several splits, head
+    /// dimensions with a partial last chunk or fewer than four chunks, queries read from wider (fused QKV) rows.</summary>
+    [Property(MaxTest = 40)]
+    public Property Causal_EqualsEachRowsDecodeAttention_Bitwise() =>
+        Prop.ForAll((from kvHeads in Gen.Choose(1, 3) from groupSize in Gen.Choose(1, 4) from d in Gen.Elements(4, 12, 16, 40, 64)
+                     from first in Gen.Choose(1, 300) from rows in Gen.Choose(1, 30) from seed in TestData.Seed
+                     select (kvHeads, groupSize, d, first, rows, seed)).ToArbitrary(), c =>
+        {
+            int heads = c.kvHeads * c.groupSize, capacity = c.first + c.rows + 2, stride = (heads + 2 * c.kvHeads) * c.d;
+            var random = new Random(c.seed);
+            float[] q = TestData.Floats(random, c.rows * stride, 2f);
+            float[] kf = TestData.Floats(random, c.kvHeads * capacity * c.d, 2f), vf = TestData.Floats(random, kf.Length);
+            Check(kf, vf, q, c.kvHeads, heads, c.d, capacity, c.first, c.rows, stride);
+            Check(kf.Select(x => (Half)x).ToArray(), vf.Select(x => (Half)x).ToArray(), q, c.kvHeads, heads, c.d, capacity, c.first, c.rows, stride);
+        });
+
+    /// <summary>A chunk across the first change of split size (64 → 128 positions at 4096): its rows split
+    /// differently, so one block runs row by row and the next as a block of a new split size.</summary>
+    [Fact]
+    public void Causal_AcrossSplitSizes_EqualsEachRowsDecodeAttention()
+    {
+        const int kvHeads = 2, heads = 4, d = 64, first = 4090, rows = 20, capacity = first + rows;
+        Assert.True(Attention.DecodeSplitSize(first) < Attention.DecodeSplitSize(first + rows - 1));
+        var random = new Random(9);
+        Check(TestData.Floats(random, kvHeads * capacity * d, 2f), TestData.Floats(random, kvHeads * capacity * d),
+            TestData.Floats(random, rows * heads * d, 2f), kvHeads, heads, d, capacity, first, rows, heads * d);
+    }
+}
+
 public class DecodeSplitSizeTests
 {
     [Theory]

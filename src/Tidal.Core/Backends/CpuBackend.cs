@@ -150,15 +150,15 @@ public sealed class CpuBackend : IBackend
     /// <inheritdoc/>
     public void CausalAttention(ITensor q, ITensor keys, ITensor values, int first, ITensor output)
     {
-        (int rows, int heads, int d) = Geometry.Causal(q, keys, first, output);
-        // Each row is its own decode attention, so rows run on separate threads without changing a bit; a row alone
-        // is too short for its heads to fill the cores (prefill's rows mostly are).
-        Parallel.For(0, rows, r => Attention(Query(q, r, heads, d), keys, values, first + r, output.Slice(r, 1).Reshape(new Shape(heads, d))));
+        (int rows, _, _) = Geometry.Causal(q, keys, first, output);
+        int length = first + rows - 1, stride = q.Shape[1];
+        switch (keys.DType)
+        {
+            case DType.F32: Reference.Attention.Causal(Read<float>(q), stride, Kv<float>(keys, values, length), first, rows, F32(output)); break;
+            case DType.F16: Reference.Attention.Causal(Read<float>(q), stride, Kv<Half>(keys, values, length), first, rows, F32(output)); break;
+            default: throw Unsupported(keys, nameof(keys));
+        }
     }
-
-    /// <summary>Row r's query, [heads, d]: the first heads · d values of a row (rows may be fused QKV).</summary>
-    private static ITensor Query(ITensor q, int r, int heads, int d) =>
-        q.Slice(r, 1).Reshape(new Shape(q.Shape[1] / d, d)).Slice(0, heads);
 
     /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)

@@ -105,6 +105,32 @@ public static class Reduction
         return (FoldSlots(l0) + FoldSlots(l2)) + (FoldSlots(l1) + FoldSlots(l3));
     }
 
+    /// <summary>
+    /// One lane of the feature-axis order for eight dots at once: chunk c of the shared operand (8 floats at
+    /// scalars + 8c) goes to lane c mod <paramref name="lanes"/>, its element e to slot e, where it multiplies the eight
+    /// dots' elements (a vector at vectors + 64c + 8e) into that slot's vector by fused multiply-adds in ascending c; the
+    /// slots then fold as <see cref="FoldSlots"/> folds them. Each element of the result is the lane sum its dot would have.
+    /// </summary>
+    /// <param name="chunks">Whole chunks of the operands (pad a partial last chunk with +0: fma(+0, +0, s) is s).</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe Vector256<float> LaneOfEight(float* scalars, float* vectors, int lane, int lanes, int chunks)
+    {
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        for (int c = lane; c < chunks; c += lanes)
+        {
+            float* a = scalars + c * Width, b = vectors + c * Width * 8;
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Create(a[0]), Vector256.Load(b), s0);
+            s1 = Vector256.FusedMultiplyAdd(Vector256.Create(a[1]), Vector256.Load(b + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(Vector256.Create(a[2]), Vector256.Load(b + 16), s2);
+            s3 = Vector256.FusedMultiplyAdd(Vector256.Create(a[3]), Vector256.Load(b + 24), s3);
+            s4 = Vector256.FusedMultiplyAdd(Vector256.Create(a[4]), Vector256.Load(b + 32), s4);
+            s5 = Vector256.FusedMultiplyAdd(Vector256.Create(a[5]), Vector256.Load(b + 40), s5);
+            s6 = Vector256.FusedMultiplyAdd(Vector256.Create(a[6]), Vector256.Load(b + 48), s6);
+            s7 = Vector256.FusedMultiplyAdd(Vector256.Create(a[7]), Vector256.Load(b + 56), s7);
+        }
+        return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7));
+    }
+
     /// <summary>Elements [i, i + 8) from <paramref name="a"/> as floats, unchecked (the callers stay inside their spans).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Load8<TA>(ref TA a, nuint i) where TA : unmanaged

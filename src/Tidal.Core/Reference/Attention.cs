@@ -16,7 +16,7 @@ namespace Tidal.Core.Reference;
 /// output = O / D (division per element); lse = m + Log(D). An empty list gives output 0 and lse −∞.
 /// Dense attention is this over all positions, so a gathered attention over every position equals it bit for bit.
 /// </remarks>
-public static class Attention
+public static partial class Attention
 {
     private const long ParallelThreshold = 1 << 16;
 

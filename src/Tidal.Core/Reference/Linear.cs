@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Tidal.Core.Numerics;
 
@@ -163,7 +162,7 @@ public static class Linear
                             float* items = xt + (long)block * padded * TokenBlock;
                             for (int l = 0; l < used; l++)
                                 for (int i = 0; i < n; i++)
-                                    lanes[i * Reduction.Lanes + l] = LaneSum(wf + (long)i * padded, items, l, chunks);
+                                    lanes[i * Reduction.Lanes + l] = Reduction.LaneOfEight(wf + (long)i * padded, items, l, Reduction.Lanes, chunks);
                             int count = Math.Min(TokenBlock, batch - block * TokenBlock);
                             for (int i = 0; i < n; i++)
                             {
@@ -178,30 +177,6 @@ public static class Linear
             {
                 ArrayPool<float>.Shared.Return(widened);
             }
-        }
-
-        /// <summary>
-        /// Lane <paramref name="lane"/> of the feature-axis order for eight dots at once: its 8 slots take chunks lane,
-        /// lane + 32, … by fused multiply-adds, then fold by halving (the reference's FoldSlots).
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> LaneSum(float* w, float* items, int lane, int chunks)
-        {
-            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-            for (int c = lane; c < chunks; c += Reduction.Lanes)
-            {
-                float* wc = w + c * Reduction.Width;
-                float* xc = items + c * Reduction.Width * TokenBlock;
-                s0 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[0]), Vector256.Load(xc), s0);
-                s1 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[1]), Vector256.Load(xc + TokenBlock), s1);
-                s2 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[2]), Vector256.Load(xc + 2 * TokenBlock), s2);
-                s3 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[3]), Vector256.Load(xc + 3 * TokenBlock), s3);
-                s4 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[4]), Vector256.Load(xc + 4 * TokenBlock), s4);
-                s5 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[5]), Vector256.Load(xc + 5 * TokenBlock), s5);
-                s6 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[6]), Vector256.Load(xc + 6 * TokenBlock), s6);
-                s7 = Vector256.FusedMultiplyAdd(Vector256.Create(wc[7]), Vector256.Load(xc + 7 * TokenBlock), s7);
-            }
-            return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7));
         }
 
         /// <summary><see cref="Reduction.FoldHalving(Span{float})"/> elementwise over vectors (absent lanes are +0).</summary>
