@@ -37,6 +37,9 @@ public static class Reduction
     /// <summary>Lanes of the attention-score order (<see cref="Dot{TA}(ReadOnlySpan{TA}, ReadOnlySpan{float}, int)"/>).</summary>
     public const int ScoreLanes = 4;
 
+    /// <summary>Chunks of <see cref="Width"/> elements that <paramref name="length"/> elements take (the last may be partial).</summary>
+    public static int Chunks(int length) => (length + Width - 1) / Width;
+
     /// <summary>Σ a[i]·b[i] in the feature-axis order; <paramref name="a"/> may be F32, F16 or BF16.</summary>
     public static float Dot<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged => Dot(a, b, Lanes);
 
@@ -48,7 +51,7 @@ public static class Reduction
         if (lanes < 1 || lanes > Lanes || (lanes & (lanes - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(lanes), lanes, $"must be a power of two from 1 to {Lanes}.");
         if (lanes == 4) return DotFourLanes(a, b);
-        int chunks = (a.Length + Width - 1) / Width;
+        int chunks = Chunks(a.Length);
         int used = Math.Min(chunks, lanes);
         Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
         acc.Slice(0, used).Clear();
@@ -79,7 +82,7 @@ public static class Reduction
     private static float DotFourLanes<TA>(ReadOnlySpan<TA> a, ReadOnlySpan<float> b) where TA : unmanaged
     {
         Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default;
-        int full = a.Length / Width, chunks = (a.Length + Width - 1) / Width, c = 0;
+        int full = a.Length / Width, chunks = Chunks(a.Length), c = 0;
         ref TA ra = ref MemoryMarshal.GetReference(a); // a.Length == b.Length was checked
         ref float rb = ref MemoryMarshal.GetReference(b);
         for (; c + 4 <= full; c += 4)
@@ -144,7 +147,7 @@ public static class Reduction
     /// <summary>Σ x[i] in the feature-axis order.</summary>
     public static float Sum(ReadOnlySpan<float> x)
     {
-        int chunks = (x.Length + Width - 1) / Width;
+        int chunks = Chunks(x.Length);
         int used = Math.Min(chunks, Lanes);
         Span<Vector256<float>> acc = stackalloc Vector256<float>[Lanes];
         acc.Slice(0, used).Clear();
@@ -185,6 +188,17 @@ public static class Reduction
         int n = values.Length;
         if (n == 0) return 0f;
         if (n > Slots) throw new ArgumentException($"at most {Slots} partial sums, got {n}.", nameof(values));
+        for (int h = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n) / 2; h >= 1; h /= 2)
+            for (int i = 0; i < h && i + h < n; i++)
+                values[i] += values[i + h];
+        return values[0];
+    }
+
+    /// <summary><see cref="FoldHalving(Span{float})"/> elementwise over vectors: element t folds the partial sums of dot t
+    /// (the eight-dot paths of <see cref="LaneOfEight"/>); entries past <c>values.Length</c> are +0.</summary>
+    internal static Vector256<float> FoldHalving(Span<Vector256<float>> values)
+    {
+        int n = values.Length;
         for (int h = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n) / 2; h >= 1; h /= 2)
             for (int i = 0; i < h && i + h < n; i++)
                 values[i] += values[i + h];

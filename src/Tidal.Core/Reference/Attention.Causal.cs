@@ -63,7 +63,7 @@ public static partial class Attention
             int longest = first + r0 + count - 1, splits = (longest + size - 1) / size;
             long headBase = (long)kvHead * capacity * d;
             // Keys and queries in whole chunks of the feature-axis order (a partial last chunk padded with +0).
-            int chunks = (d + Reduction.Width - 1) / Reduction.Width, dk = chunks * Reduction.Width;
+            int chunks = Reduction.Chunks(d), dk = chunks * Reduction.Width;
             int qtLength = group * dk * RowBlock, scoreLength = size * RowBlock, widenedLength = typeof(T) == typeof(float) && dk == d ? 0 : size * (dk + d);
             int rowLength = size + Reduction.Slots * (d + 1), partialLength = count * splits * group * (d + 1);
             float[] scratch = ArrayPool<float>.Shared.Rent(qtLength + scoreLength + widenedLength + rowLength + partialLength);

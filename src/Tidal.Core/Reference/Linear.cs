@@ -101,12 +101,12 @@ public static class Linear
 
     /// <summary>Floats of X transposed into blocks of eight items, each block's columns padded to whole chunks.</summary>
     private static long TransposedLength(int cols, int batch) =>
-        (long)((batch + TokenBlock - 1) / TokenBlock) * TokenBlock * ((cols + Reduction.Width - 1) / Reduction.Width * Reduction.Width);
+        (long)((batch + TokenBlock - 1) / TokenBlock) * TokenBlock * Reduction.Chunks(cols) * Reduction.Width;
 
     private static unsafe void MatMulBlocks<TW>(ReadOnlySpan<TW> w, ReadOnlySpan<float> x, Span<float> y, int rows, int cols, int batch)
         where TW : unmanaged
     {
-        int padded = (cols + Reduction.Width - 1) / Reduction.Width * Reduction.Width, length = (int)TransposedLength(cols, batch);
+        int padded = Reduction.Chunks(cols) * Reduction.Width, length = (int)TransposedLength(cols, batch);
         // xt[(block · padded + c) · 8 + t] = X[block · 8 + t, c]; the padding (items past the batch, columns past
         // cols) is +0, and a +0 weight times a +0 item added to an accumulator leaves it unchanged.
         float[] xt = ArrayPool<float>.Shared.Rent(length);
@@ -136,7 +136,7 @@ public static class Linear
     {
         public void Run(int rowStart, int rowEnd)
         {
-            int chunks = (cols + Reduction.Width - 1) / Reduction.Width, padded = chunks * Reduction.Width;
+            int chunks = Reduction.Chunks(cols), padded = chunks * Reduction.Width;
             int used = Math.Min(chunks, Reduction.Lanes);
             // A tile of rows, widened once, takes each block's lanes in turn, so the block's lane slice (1/32 of it)
             // is read from memory once per tile and from L1 by the tile's other rows; the tile's widened rows stay
@@ -166,7 +166,7 @@ public static class Linear
                             int count = Math.Min(TokenBlock, batch - block * TokenBlock);
                             for (int i = 0; i < n; i++)
                             {
-                                Vector256<float> sums = FoldHalving(lanes.Slice(i * Reduction.Lanes, used));
+                                Vector256<float> sums = Reduction.FoldHalving(lanes.Slice(i * Reduction.Lanes, used));
                                 for (int t = 0; t < count; t++) y[(long)(block * TokenBlock + t) * rows + r0 + i] = sums.GetElement(t);
                             }
                         }
@@ -177,16 +177,6 @@ public static class Linear
             {
                 ArrayPool<float>.Shared.Return(widened);
             }
-        }
-
-        /// <summary><see cref="Reduction.FoldHalving(Span{float})"/> elementwise over vectors (absent lanes are +0).</summary>
-        private static Vector256<float> FoldHalving(Span<Vector256<float>> v)
-        {
-            int n = v.Length;
-            for (int h = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n) / 2; h >= 1; h /= 2)
-                for (int i = 0; i < h && i + h < n; i++)
-                    v[i] += v[i + h];
-            return v[0];
         }
     }
 }
