@@ -121,7 +121,7 @@ public sealed class GpuBackend : IBackend
         ArrayView<byte> w = Gpu(weight).View;
         ArrayView<float> xs = F32(x, batch * cols), ys = F32(y, batch * rows);
         // A batch of at least one tile reuses each weight load across items; a single row streams the weights once anyway.
-        if (batch >= MatMulKernel.TileItems && MatMulKernel.Supports(w, xs, cols)) MatMulKernel.Launch(w, FormatOf(weight), xs, ys, rows, cols, batch);
+        if (batch >= MatMulKernel.TileItems && MatMulKernel.Supports(FormatOf(weight), w, xs, cols)) MatMulKernel.Launch(w, FormatOf(weight), xs, ys, rows, cols, batch);
         else MatVecKernel.Launch(w, FormatOf(weight), xs, ys, rows, cols, batch);
     }
 
