@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
@@ -47,6 +48,18 @@ public class ReductionTests
             var random = new Random(c.Seed);
             float[] a = TestData.Floats(random, c.N), b = TestData.Floats(random, c.N, 3f);
             Assert.Equal(BitConverter.SingleToInt32Bits(SpecDot(a, b, lanes)), BitConverter.SingleToInt32Bits(Reduction.Dot<float>(a, b, lanes)));
+        });
+
+    /// <summary>The vector lane fold (AVX) and the portable one give the same bits, for any number of used lanes (the rest
+    /// +0, as the dots leave them) and accumulator values of any sign and scale.</summary>
+    [Property(MaxTest = 200)]
+    public Property FoldLanes_EqualsThePortableFold_Bitwise() =>
+        Prop.ForAll(Gen.Choose(0, Reduction.Lanes).ToArbitrary(), TestData.Seed.ToArbitrary(), (used, seed) =>
+        {
+            var random = new Random(seed);
+            var lanes = new Vector256<float>[Reduction.Lanes];
+            for (int l = 0; l < used; l++) lanes[l] = Vector256.Create(TestData.Floats(random, 8, MathF.Pow(10f, random.Next(-3, 4))));
+            Assert.Equal(BitConverter.SingleToInt32Bits(Reduction.FoldLanesPortable(lanes)), BitConverter.SingleToInt32Bits(Reduction.FoldLanes(lanes)));
         });
 
     [Property(MaxTest = 100)]

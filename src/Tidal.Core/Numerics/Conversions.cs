@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Tidal.Core.Numerics;
 
@@ -67,6 +68,7 @@ public static class Conversions
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> WidenBFloat16(Vector128<ushort> bits)
     {
+        if (Avx2.IsSupported) return (Avx2.ConvertToVector256Int32(bits).AsUInt32() << 16).AsSingle(); // vpmovzxwd: one instruction, not two halves and an insert
         (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(bits);
         return (Vector256.Create(lo, hi) << 16).AsSingle();
     }
@@ -79,6 +81,25 @@ public static class Conversions
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> WidenHalf(Vector128<ushort> bits)
+    {
+        if (Avx2.IsSupported)
+        {
+            // Sign-extended and shifted by 13, each value has its sign in bit 31 (copies of it in bits 30–28, masked
+            // off) and its exponent and mantissa in binary32 position; the multiply by 2^112 keeps the sign, so there
+            // is no separate sign step. The JIT emits 8 instructions per 8 values (the load folded into vpmovsxwd)
+            // where the portable form takes 15; widening was most of the F16 GEMV's work.
+            Vector256<uint> v = (Avx2.ConvertToVector256Int32(bits.AsInt16()).AsUInt32() << 13) & Vector256.Create(0x8FFF_E000u);
+            Vector256<float> scaled = v.AsSingle() * Vector256.Create(5.192296858534828e33f); // 2^112
+            Vector256<uint> exponent = v & Vector256.Create(0x0F80_0000u);
+            Vector256<uint> infOrNan = Vector256.Equals(exponent, Vector256.Create(0x0F80_0000u));
+            return Vector256.ConditionalSelect(infOrNan, v | Vector256.Create(0x7F80_0000u), scaled.AsUInt32()).AsSingle();
+        }
+        return WidenHalfPortable(bits);
+    }
+
+    /// <summary><see cref="WidenHalf"/> without AVX2 (and its oracle in the tests on machines with it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> WidenHalfPortable(Vector128<ushort> bits)
     {
         (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(bits);
         Vector256<uint> h = Vector256.Create(lo, hi);
