@@ -22,7 +22,11 @@ public sealed class GpuBackend : IBackend
 
     /// <summary>Creates the accelerator <paramref name="kind"/> asks for. Each kernel is compiled on its first use (a
     /// program that never selects tokens never compiles the top-k kernels).</summary>
-    public GpuBackend(DeviceKind kind = DeviceKind.Auto) => _device = TidalAccelerator.Create(kind);
+    public GpuBackend(DeviceKind kind = DeviceKind.Auto)
+    {
+        _device = TidalAccelerator.Create(kind);
+        AttentionGroups = Accelerator.NumMultiprocessors;
+    }
 
     private ElementwiseKernels ElementwiseKernels => field ??= new(Accelerator);
     private RmsNormKernel RmsNormKernel => field ??= new(Accelerator);
@@ -218,7 +222,7 @@ public sealed class GpuBackend : IBackend
         HeadDim = d,
         Group = heads / kvHeads,
         Heads = heads,
-        HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads / kvHeads),
+        HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads, heads / kvHeads, (long)rows * splitsPerRow, AttentionGroups),
         Scale = 1f / MathF.Sqrt(d),
     };
 
@@ -352,6 +356,12 @@ public sealed class GpuBackend : IBackend
         if (forcedCount > budget)
             throw new ArgumentException($"budget {budget} cannot hold the {forcedCount} forced positions (current token, {forced.Sinks} sinks, window {forced.Window}).", nameof(budget));
     }
+
+    /// <summary>The fewest thread groups a decode attention launch aims for: while a launch with each GQA group's heads
+    /// in one thread group would have fewer, its heads are spread over more (see
+    /// <see cref="DecodeAttentionKernel.HeadsPerBlockFor"/>; same bits either way). Defaults to the multiprocessor count;
+    /// 0 keeps the heads together always (the benchmark and the tests compare both).</summary>
+    public int AttentionGroups { get; set; }
 
     /// <summary>Whether top-k may run as one launch whose groups stay resident (taken only when the device holds its
     /// whole grid at once); false runs the four-launch path always. The verification command and the benchmark turn it

@@ -4,6 +4,7 @@ using Tidal.Core.Reference;
 using Tidal.Core.Tensors;
 using Tidal.Core.Tests;
 using Tidal.Kernels.Accelerators;
+using Tidal.Kernels.Kernels;
 
 namespace Tidal.Kernels.Tests;
 
@@ -14,16 +15,21 @@ public sealed class SplitAttentionTests : IDisposable
 
     /// <summary>The 140000 case has 137 splits of 1024 (the largest): more than four per merge lane, so the merge's
     /// slots take several rounds.
-    /// The 1025 case's last split holds only the cache's last position, with d = 8 (one chunk for four score lanes).</summary>
+    /// The 1025 case's last split holds only the cache's last position, with d = 8 (one chunk for four score lanes).
+    /// With <paramref name="spread"/> every launch asks for more groups than it has, so a GQA group's heads run one per
+    /// thread group (<see cref="GpuBackend.AttentionGroups"/>), not 2 or 4 sharing each load: the bits must not change.</summary>
     [Theory]
-    [InlineData(700, 16, 2, 2, 600)]
-    [InlineData(1100, 8, 1, 4, 513)]
-    [InlineData(1200, 64, 1, 4, 1100)]
-    [InlineData(140000, 8, 1, 2, 600)]
-    [InlineData(1300, 128, 2, 4, 700)]
-    [InlineData(1025, 8, 1, 1, 700)]
-    public void DenseAndGathered_AcrossSplits_EqualReferencePartialsMerged(int length, int d, int kvHeads, int group, int k)
+    [InlineData(700, 16, 2, 2, 600, false)]
+    [InlineData(1100, 8, 1, 4, 513, false)]
+    [InlineData(1200, 64, 1, 4, 1100, false)]
+    [InlineData(140000, 8, 1, 2, 600, false)]
+    [InlineData(1300, 128, 2, 4, 700, false)]
+    [InlineData(1025, 8, 1, 1, 700, false)]
+    [InlineData(1300, 128, 2, 4, 700, true)]
+    [InlineData(1100, 8, 1, 4, 513, true)]
+    public void DenseAndGathered_AcrossSplits_EqualReferencePartialsMerged(int length, int d, int kvHeads, int group, int k, bool spread)
     {
+        _backend.AttentionGroups = spread ? int.MaxValue : 0;
         int heads = kvHeads * group, split = Attention.DecodeSplitSize(Math.Min(length, k));
         var random = new Random(length);
         Half[] keys = TestData.Halves(random, kvHeads * length * d, 2f), values = TestData.Halves(random, kvHeads * length * d);
@@ -56,6 +62,18 @@ public sealed class SplitAttentionTests : IDisposable
         TestData.AssertBitwiseEqual(expected, got, "gathered split-K");
         Assert.True(length > split && k > split, "both paths must span several splits");
     }
+
+    /// <summary>Llama-3-8B's shape (32 heads, GQA groups of 4) on 132 SMs: k = 256 gives 4 splits, so 32 groups of four
+    /// heads become 128 of one; 32 splits (dense attention at 8K) fill the device with four heads per group.</summary>
+    [Theory]
+    [InlineData(DecodeAttentionKernel.Modes.PerKvHead, 4, 4, 132, 1)]
+    [InlineData(DecodeAttentionKernel.Modes.PerKvHead, 4, 16, 132, 2)]
+    [InlineData(DecodeAttentionKernel.Modes.Range, 4, 32, 132, 4)]
+    [InlineData(DecodeAttentionKernel.Modes.Range, 4, 4, 0, 4)]
+    [InlineData(DecodeAttentionKernel.Modes.Shared, 6, 1, 0, 2)]
+    [InlineData(DecodeAttentionKernel.Modes.PerQueryHead, 4, 1, 0, 1)]
+    public void HeadsPerBlock_SpreadsHeadsOnlyWhileTheGridIsSmall(int mode, int group, int gridRows, int minGroups, int expected) =>
+        Assert.Equal(expected, DecodeAttentionKernel.HeadsPerBlockFor(mode, 32 / group * group, group, gridRows, minGroups));
 
     /// <summary>Rows across the first change of split size (64 → 128 tokens at 4096 positions), so rows of one chunk
     /// differ in split size and split count, and the launch's grid holds rows that leave early.</summary>

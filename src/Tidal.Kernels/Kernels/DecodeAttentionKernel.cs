@@ -210,12 +210,19 @@ public sealed class DecodeAttentionKernel
     /// <summary>Splits needed for <paramref name="count"/> tokens.</summary>
     public static int SplitCount(int count, int splitSize) => Math.Max(1, (count + splitSize - 1) / splitSize);
 
-    /// <summary>Heads that can share one group's loads (1, 2 or 4): per-query-head index sets share nothing.</summary>
-    public static int HeadsPerBlockFor(int mode, int group)
+    /// <summary>Heads that share one group's loads (1, 2 or 4): the most that divide the GQA group (per-query-head index
+    /// sets share nothing), halved while the launch would have fewer than <paramref name="minGroups"/> groups. A short
+    /// token list leaves few splits: 8 KV heads × 4 splits (k = 256) are 32 groups of 4 heads for 132 SMs, so most
+    /// SMs would idle, while 128 groups of one head each read their KV head's rows (all but the first from L2).
+    /// Every head's arithmetic is the same whatever its group holds, so the choice changes no bits.</summary>
+    /// <param name="gridRows">Query rows × splits per row: the grid's second dimension.</param>
+    public static int HeadsPerBlockFor(int mode, int heads, int group, long gridRows, int minGroups)
     {
         if (mode == Modes.PerQueryHead) return 1;
-        for (int h = MaxHeadsPerBlock; h > 1; h /= 2) if (group % h == 0) return h;
-        return 1;
+        int hb = MaxHeadsPerBlock;
+        while (group % hb != 0) hb /= 2;
+        while (hb > 1 && heads / hb * gridRows < minGroups) hb /= 2;
+        return hb;
     }
 
     /// <summary>Splits of a row attending to <paramref name="count"/> tokens, each split as long as a decode step's.</summary>
@@ -280,7 +287,8 @@ public sealed class DecodeAttentionKernel
         if (hb > 2) ScorePair(queries, c, raw, 2, true, ref s2, ref s3);
     }
 
-    /// <summary>Adds chunk c of a key to the slot accumulators of head h (and h + 1 when <paramref name="both"/>).</summary>
+    /// <summary>Adds chunk c of a key to the slot accumulators of head h (and h + 1 when <paramref name="both"/>);
+    /// <paramref name="queries"/> may start at a lane's first chunk, c counting from there.</summary>
     private static void ScorePair(ArrayView<F4> queries, int c, U4 raw, int h, bool both, ref Vec8 s0, ref Vec8 s1)
     {
         Vec8 k = Loads.WidenF16(raw);
@@ -407,35 +415,40 @@ public sealed class DecodeAttentionKernel
         ArrayView<int> list = a.Mode == Modes.Range ? a.Indices : a.Indices.SubView(listBase, a.Indices.Length - listBase);
         // ILGPU places each value next to its first use, so values first used inside a loop are recomputed on every
         // iteration (these include divisions). This never-true check uses them here, which keeps them here.
-        if (keys.Length <= 0 || values.Length <= 0 || list.Length <= 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
+        // The lane's staged queries from its first chunk: for d = 128 its four chunks are then constant offsets from one
+        // address (one register instead of four recomputed per pass).
+        ArrayView<F4> laneQueries = queries.SubView(part * 9, queries.Length - part * 9);
+        if (keys.Length <= 0 || values.Length <= 0 || list.Length <= 0 || laneQueries.Length <= 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
         Group.Barrier();
         for (int first = 0; first < n; first += perPass) // a group-uniform bound: the folds shuffle whole warps
         {
             int j = first + sub;
             bool live = j < n;
-            int at = live ? Row<T>(a, list, chunks, j) : 0;
+            // A lane past the split's entries scores entry n − 1 again and writes nothing (a token's lanes fold only with
+            // each other), so its loads need no predicate and its registers no zeroing.
+            int at = Row<T>(a, list, chunks, live ? j : n - 1);
             float r0, r1, r2 = 0f, r3 = 0f;
             if (chunks == 4 * P)
             {
                 // d = 128 (compiled in), written out (a loop's carried slots cost moves: ILGPU does not unroll): the
                 // lane's four chunks all in flight, then two heads at a time (16 slot registers rather than 32, which is
                 // what leaves room for the four loads under the register cap).
-                U4 x = live ? keys[at] : default, y = live ? keys[at + P] : default;
-                U4 z = live ? keys[at + 2 * P] : default, w = live ? keys[at + 3 * P] : default;
+                ArrayView<U4> key = keys.SubView(at, 3 * P + 1); // one address, the chunks at constant offsets
+                U4 x = key[0], y = key[P], z = key[2 * P], w = key[3 * P];
                 Vec8 s0 = new Vec8(), s1 = new Vec8();
-                ScorePair(queries, part, x, 0, hb > 1, ref s0, ref s1);
-                ScorePair(queries, part + P, y, 0, hb > 1, ref s0, ref s1);
-                ScorePair(queries, part + 2 * P, z, 0, hb > 1, ref s0, ref s1);
-                ScorePair(queries, part + 3 * P, w, 0, hb > 1, ref s0, ref s1);
+                ScorePair(laneQueries, 0, x, 0, hb > 1, ref s0, ref s1);
+                ScorePair(laneQueries, P, y, 0, hb > 1, ref s0, ref s1);
+                ScorePair(laneQueries, 2 * P, z, 0, hb > 1, ref s0, ref s1);
+                ScorePair(laneQueries, 3 * P, w, 0, hb > 1, ref s0, ref s1);
                 r0 = KernelMath.FoldSlots(s0);
                 r1 = hb > 1 ? KernelMath.FoldSlots(s1) : 0f;
                 if (hb > 2)
                 {
                     Vec8 s2 = new Vec8(), s3 = new Vec8();
-                    ScorePair(queries, part, x, 2, true, ref s2, ref s3);
-                    ScorePair(queries, part + P, y, 2, true, ref s2, ref s3);
-                    ScorePair(queries, part + 2 * P, z, 2, true, ref s2, ref s3);
-                    ScorePair(queries, part + 3 * P, w, 2, true, ref s2, ref s3);
+                    ScorePair(laneQueries, 0, x, 2, true, ref s2, ref s3);
+                    ScorePair(laneQueries, P, y, 2, true, ref s2, ref s3);
+                    ScorePair(laneQueries, 2 * P, z, 2, true, ref s2, ref s3);
+                    ScorePair(laneQueries, 3 * P, w, 2, true, ref s2, ref s3);
                     r2 = KernelMath.FoldSlots(s2);
                     r3 = KernelMath.FoldSlots(s3);
                 }
@@ -446,7 +459,7 @@ public sealed class DecodeAttentionKernel
                 for (int c = part; c < chunks; c += 2 * P)
                 {
                     bool next = c + P < chunks;
-                    U4 x = live ? keys[at + c - part] : default, y = live && next ? keys[at + c - part + P] : default;
+                    U4 x = keys[at + c - part], y = next ? keys[at + c - part + P] : default;
                     ScoreChunk(queries, hb, c, x, ref s0, ref s1, ref s2, ref s3);
                     if (next) ScoreChunk(queries, hb, c + P, y, ref s0, ref s1, ref s2, ref s3);
                 }
