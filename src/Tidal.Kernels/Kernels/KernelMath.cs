@@ -77,11 +77,11 @@ public static class KernelMath
         return a - b;
     }
 
-    /// <summary>Tidal.Core.Numerics.TidalMath.Exp, operation for operation.</summary>
+    /// <summary>Tidal.Core.Numerics.TidalMath.Exp, operation for operation, its branches turned into selects: every
+    /// path's operations run and the result picks the one the reference takes, so the bits are the same, and a warp
+    /// takes no divergent branches (attention's softmax runs one exp per score).</summary>
     public static float Exp(float x)
     {
-        if (!(x > -104f)) return float.IsNaN(x) ? x : 0f;
-        if (x > 88.72283935546875f) return float.PositiveInfinity;
         float n = Sub(Fma(x, 1.44269504088896341f, 12582912f), 12582912f);
         float r = Fma(n, -0.693145751953125f, x);
         r = Fma(n, -1.42860682030941723212e-6f, r);
@@ -93,10 +93,18 @@ public static class KernelMath
         p = Fma(p, r, 0.5f);
         p = Fma(p, r, 1f);
         p = Fma(p, r, 1f);
-        int e = (int)n;
-        if (e < -126) { p = Mul(p, 5.42101086242752217e-20f); e += 64; }
-        if (e > 127) { p = Mul(p, 2f); e -= 1; }
-        return Mul(p, Interop.IntAsFloat((uint)((e + 127) << 23)));
+        int e = (int)n; // NaN and out-of-range n give some int (saturated on both backends); the last selects drop it
+        bool tiny = e < -126;
+        float scaled = Mul(p, 5.42101086242752217e-20f);
+        p = tiny ? scaled : p;
+        e = tiny ? e + 64 : e;
+        bool huge = e > 127;
+        float doubled = Mul(p, 2f);
+        p = huge ? doubled : p;
+        e = huge ? e - 1 : e;
+        float y = Mul(p, Interop.IntAsFloat(unchecked((uint)((e + 127) << 23))));
+        y = x > 88.72283935546875f ? float.PositiveInfinity : y;
+        return x > -104f ? y : float.IsNaN(x) ? x : 0f;
     }
 
     /// <summary>Tidal.Core.Numerics.TidalMath.Log, operation for operation.</summary>
