@@ -416,8 +416,9 @@ public sealed class DecodeAttentionKernel
         // ILGPU places each value next to its first use, so values first used inside a loop are recomputed on every
         // iteration (these include divisions). This never-true check uses them here, which keeps them here.
         // The lane's staged queries from its first chunk: for d = 128 its four chunks are then constant offsets from one
-        // address (one register instead of four recomputed per pass).
-        ArrayView<F4> laneQueries = queries.SubView(part * 9, queries.Length - part * 9);
+        // address (one register instead of four recomputed per pass). Lanes past a short head's chunks use none.
+        int firstQuery = (part < chunks ? part : 0) * 9;
+        ArrayView<F4> laneQueries = queries.SubView(firstQuery, queries.Length - firstQuery);
         if (keys.Length <= 0 || values.Length <= 0 || list.Length <= 0 || laneQueries.Length <= 0 || perPass <= 0 || sub < 0 || (writer && slot < 0)) return;
         Group.Barrier();
         for (int first = 0; first < n; first += perPass) // a group-uniform bound: the folds shuffle whole warps
