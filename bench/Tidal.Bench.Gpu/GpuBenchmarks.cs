@@ -49,7 +49,7 @@ public static class GpuBenchmarks
             {
                 using ITensor k = Fill(DType.F16, kvHeads, n, d), v = Fill(DType.F16, kvHeads, n, d);
                 long bytes = 2L * kvHeads * n * d * 2;
-                ForEachHeadBlock(gpu, DecodeAttentionKernel.Modes.Range, n, suffix =>
+                ForEachHeadBlock(gpu, DecodeAttentionKernel.Modes.Range, heads, heads / kvHeads, n, suffix =>
                     Report($"dense attention @ {n / 1024}K{suffix}", bytes, Time(acc, () => gpu.Attention(q, k, v, n, o))));
                 if (n != (profile ? profileLength : 131072)) continue;
                 foreach (int budget in profile ? [2048] : new[] { 256, 1024, 2048, 4096 })
@@ -61,7 +61,7 @@ public static class GpuBenchmarks
                         gpu.Upload<int>(idx, it);
                         long sparseBytes = 2L * rows * budget * d * 2 + (long)rows * budget * 4;
                         int mode = rows == heads ? DecodeAttentionKernel.Modes.PerQueryHead : DecodeAttentionKernel.Modes.PerKvHead;
-                        ForEachHeadBlock(gpu, mode, budget, suffix =>
+                        ForEachHeadBlock(gpu, mode, heads, heads / kvHeads, budget, suffix =>
                             Report($"sparse attention k={budget} ({(rows == heads ? "per q head" : "per kv head")}{suffix})", sparseBytes, Time(acc, () => gpu.SparseAttention(q, k, v, n, it, o))));
                     }
                 }
@@ -101,13 +101,13 @@ public static class GpuBenchmarks
         return 0;
     }
 
-    /// <summary>Runs <paramref name="time"/> once per distinct heads-per-thread-group choice (Llama-3-8B's GQA groups of 4,
-    /// <paramref name="count"/> tokens) among the backend's default <see cref="GpuBackend.AttentionGroups"/>, 0 (heads
+    /// <summary>Runs <paramref name="time"/> once per distinct heads-per-thread-group choice (for <paramref name="count"/>
+    /// tokens) among the backend's default <see cref="GpuBackend.AttentionGroups"/>, 0 (heads
     /// kept together) and twice the default, default first; rows are labelled by heads per group where choices differ.</summary>
-    private static void ForEachHeadBlock(GpuBackend gpu, int mode, int count, Action<string> time)
+    private static void ForEachHeadBlock(GpuBackend gpu, int mode, int heads, int group, int count, Action<string> time)
     {
         int standard = gpu.AttentionGroups, splits = DecodeAttentionKernel.SplitCount(count, Attention.DecodeSplitSize(count));
-        int HeadsPerBlock(int groups) => DecodeAttentionKernel.HeadsPerBlockFor(mode, 32, 4, splits, groups);
+        int HeadsPerBlock(int groups) => DecodeAttentionKernel.HeadsPerBlockFor(mode, heads, group, splits, groups);
         int[] choices = new[] { standard, 0, 2 * standard }.DistinctBy(HeadsPerBlock).ToArray();
         foreach (int groups in choices)
         {
