@@ -35,7 +35,6 @@ public sealed class GpuBackend : IBackend
     private RopeKernel RopeKernel => field ??= new(Accelerator);
     private AppendKvKernel AppendKvKernel => field ??= new(Accelerator);
     private DecodeAttentionKernel DecodeAttentionKernel => field ??= new(Accelerator);
-    private MergeStatesKernel MergeStatesKernel => field ??= new(Accelerator);
     private GroupScoreKernel GroupScoreKernel => field ??= new(Accelerator);
     private SampleKernel SampleKernel => field ??= new(Accelerator);
     private TopKSelectKernel TopKSelectKernel => field ??= new(Accelerator);
@@ -53,7 +52,6 @@ public sealed class GpuBackend : IBackend
         _ = RopeKernel;
         _ = AppendKvKernel;
         DecodeAttentionKernel.CompileAll();
-        _ = MergeStatesKernel;
         _ = GroupScoreKernel;
         _ = SampleKernel;
         _ = TopKSelectKernel;
@@ -201,42 +199,35 @@ public sealed class GpuBackend : IBackend
                 SplitSize = Core.Reference.Attention.DecodeSplitSize(first + r0 + n - 1), // the largest: shared memory
             };
             DecodeAttentionKernel.Launch(args);
-            MergeStatesKernel.Launch(Merge(args, Scratch("mergedLse", DType.F32, (long)n * heads)), n);
         }
     }
 
     /// <summary>What every attention launch shares: the cache, the head geometry, scratch for the splits' partial
-    /// states, the scale; no logits, no index set. Callers add the queries, the output and the token counts.</summary>
-    private DecodeAttentionKernel.Args AttentionArgs(ITensor keys, ITensor values, int mode, int heads, int kvHeads, int capacity, int d, int rows, int splitsPerRow) => new()
+    /// states and their tickets, the scale; no logits, no index set. Callers add the queries, the output and the token
+    /// counts.</summary>
+    private DecodeAttentionKernel.Args AttentionArgs(ITensor keys, ITensor values, int mode, int heads, int kvHeads, int capacity, int d, int rows, int splitsPerRow)
     {
-        Keys = Gpu(keys).View,
-        Values = Gpu(values).View,
-        Partials = Scratch("partials", DType.F32, (long)rows * splitsPerRow * heads * d).Cast<float>(),
-        Lse = Scratch("lse", DType.F32, (long)rows * splitsPerRow * heads).Cast<float>(),
-        Logits = Scratch("none", DType.F32, 1).Cast<float>(),
-        Indices = Scratch("none", DType.F32, 1).Cast<int>(),
-        Mode = mode,
-        Rows = rows,
-        SplitsPerRow = splitsPerRow,
-        Capacity = capacity,
-        HeadDim = d,
-        Group = heads / kvHeads,
-        Heads = heads,
-        HeadsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads, heads / kvHeads, (long)rows * splitsPerRow, AttentionGroups),
-        Scale = 1f / MathF.Sqrt(d),
-    };
-
-    private static MergeStatesKernel.Args Merge(in DecodeAttentionKernel.Args a, ArrayView<byte> mergedLse) => new()
-    {
-        Partials = a.Partials,
-        Lses = a.Lse,
-        Output = a.Output,
-        Lse = mergedLse.Cast<float>(),
-        Count = a.Count,
-        SplitsPerRow = a.SplitsPerRow,
-        Heads = a.Heads,
-        HeadDim = a.HeadDim,
-    };
+        int headsPerBlock = DecodeAttentionKernel.HeadsPerBlockFor(mode, heads, heads / kvHeads, (long)rows * splitsPerRow, AttentionGroups);
+        return new()
+        {
+            Keys = Gpu(keys).View,
+            Values = Gpu(values).View,
+            Partials = Scratch("partials", DType.F32, (long)rows * splitsPerRow * heads * d).Cast<float>(),
+            Lse = Scratch("lse", DType.F32, (long)rows * splitsPerRow * heads).Cast<float>(),
+            Logits = Scratch("none", DType.F32, 1).Cast<float>(),
+            Indices = Scratch("none", DType.F32, 1).Cast<int>(),
+            Mode = mode,
+            Rows = rows,
+            SplitsPerRow = splitsPerRow,
+            Capacity = capacity,
+            HeadDim = d,
+            Group = heads / kvHeads,
+            Heads = heads,
+            HeadsPerBlock = headsPerBlock,
+            Tickets = Scratch("attentionTickets", DType.I32, (long)rows * (heads / headsPerBlock), zeroed: true).Cast<int>(),
+            Scale = 1f / MathF.Sqrt(d),
+        };
+    }
 
     /// <inheritdoc/>
     public void SparseAttention(ITensor q, ITensor keys, ITensor values, int length, ITensor indices, ITensor output)
@@ -272,7 +263,6 @@ public sealed class GpuBackend : IBackend
         if (indices is not null) args = args with { Indices = Gpu(indices).View.Cast<int>() };
         if (logits is not null && logits.Shape.ElementCount < (long)heads * count) throw new ArgumentException($"logits must hold [{heads}, {count}].", nameof(logits));
         DecodeAttentionKernel.Launch(args);
-        if (splits > 1) MergeStatesKernel.Launch(Merge(args, Scratch("mergedLse", DType.F32, heads)), rows: 1);
     }
 
     /// <inheritdoc/>
@@ -286,8 +276,10 @@ public sealed class GpuBackend : IBackend
         ArrayView<float> scores = F32(logits, heads * length);
         if (groups != heads)
         {
+            ArrayView<float> lse = GroupScoreKernel.LaunchLogSumExps(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(),
+                Scratch("groupLseTickets", DType.I32, heads, zeroed: true).Cast<int>(), heads, length);
             ArrayView<float> aggregated = Scratch("aggregated", DType.F32, (long)groups * length).Cast<float>();
-            GroupScoreKernel.Launch(scores, Scratch("groupLse", DType.F32, GroupScoreKernel.ScratchSize(heads, length)).Cast<float>(), aggregated, heads, groups, length);
+            GroupScoreKernel.LaunchScores(scores, lse, aggregated, heads, groups, length);
             scores = aggregated;
         }
         SelectTopK(new TopKSelectKernel.Args { Scores = scores, Output = Gpu(indices).View.Cast<int>(), N = length, K = k, Sinks = forced.Sinks, Window = forced.Window, Rows = groups });

@@ -46,6 +46,28 @@ public sealed class TopKKernelTests : IDisposable
         Assert.Equal(expected, got);
     }
 
+    /// <summary>Per KV head over rows of several log-sum-exp groups (9000 logits: 18 blocks of 512, 5 groups of 4 blocks
+    /// per head), twice with other scores: each head's last group merges its blocks and leaves its ticket zero, or the
+    /// second selection's merge would not run.</summary>
+    [Fact]
+    public void PerKvHead_LongRows_SelectTheReferenceSet_Twice()
+    {
+        const int heads = 4, kvHeads = 2, n = 9000, budget = 700;
+        var forced = new ForcedTokens(2, 4);
+        using ITensor l = _backend.Allocate(DType.F32, new Shape(heads, n)), idx = _backend.Allocate(DType.I32, new Shape(kvHeads, budget));
+        for (int seed = 1; seed <= 2; seed++)
+        {
+            float[] logits = Scores(heads * n, seed, "uniform");
+            _backend.Upload<float>(logits, l);
+            _backend.SelectTopK(l, n, budget, forced, idx);
+            var got = new int[kvHeads * budget];
+            _backend.Download<int>(idx, got);
+            var expected = new int[kvHeads * budget];
+            TopK.SelectPerKvHead(logits, heads, kvHeads, budget, expected, forced);
+            Assert.Equal(expected, got);
+        }
+    }
+
     /// <summary>More keys share the threshold's 24-bit prefix than the refining group keeps in shared memory: it reads
     /// the candidates from global memory in its radix passes (with ties, also in its passes over positions). The
     /// counters are zero again afterwards, as the next selection needs them.</summary>

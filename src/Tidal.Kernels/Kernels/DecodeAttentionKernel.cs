@@ -5,8 +5,8 @@ namespace Tidal.Kernels.Kernels;
 
 /// <summary>
 /// Decode attention of one query token over an F16 KV cache, dense (a position range) or gathered (an index set per
-/// query head, per KV head, or shared), in splits of positions (split-K) that <see cref="MergeStatesKernel"/> merges;
-/// or of a chunk of consecutive tokens (causal: row r over Count + r positions, each row split as its own decode step
+/// query head, per KV head, or shared), in splits of positions (split-K) that the last split of a head block to finish
+/// merges (<see cref="MergeStates"/>), so that a layer's attention is one launch; or of a chunk of consecutive tokens (causal: row r over Count + r positions, each row split as its own decode step
 /// would be), so that prefill and cache correction take one launch per layer instead of one per token.
 /// One group of 32 threads per 8-channel chunk (4d threads) per (block of up to 4 query heads that share a KV head and a
 /// token list, split), so each K and V row is read once for the whole GQA block:
@@ -25,6 +25,9 @@ namespace Tidal.Kernels.Kernels;
 /// probabilities of a token side by side in shared memory (one load).</item>
 /// <item>the 32 slots of each channel, now in different warps, fold through shared memory in the canonical halving
 /// order, one head at a time.</item>
+/// <item>with several splits: each group takes a ticket of its (row, head block) after a device fence, and the last
+/// one merges the block's heads from the partial states every split has written by then (a second launch cost its
+/// launch gap, ~4 µs, and a grid whose groups each waited on one dependent chain of loads).</item>
 /// </list>
 /// Reference: Tidal.Core.Reference.Attention.Partial / SparsePerQueryHead / SparsePerKvHead / SparseShared, bit for bit.
 /// </summary>
@@ -55,7 +58,7 @@ public sealed class DecodeAttentionKernel
         public ArrayView<byte> Keys;
         /// <summary>F16 value cache as bytes, [kvHeads, capacity, d].</summary>
         public ArrayView<byte> Values;
-        /// <summary>[Rows, heads, d]: written directly by rows of one split.</summary>
+        /// <summary>[Rows, heads, d]: written directly by rows of one split, else by the merge.</summary>
         public ArrayView<float> Output;
         /// <summary>Partial outputs [Rows, SplitsPerRow, heads, d] of rows with several splits.</summary>
         public ArrayView<float> Partials;
@@ -65,6 +68,8 @@ public sealed class DecodeAttentionKernel
         public ArrayView<float> Logits;
         /// <summary>Index sets (modes other than Range).</summary>
         public ArrayView<int> Indices;
+        /// <summary>Split tickets [Rows, Heads / HeadsPerBlock]: zero before a launch, and left zero by it.</summary>
+        public ArrayView<int> Tickets;
         /// <summary>One of <see cref="Modes"/>.</summary>
         public int Mode;
         /// <summary>Tokens per head (of row 0; row r has Count + r).</summary>
@@ -548,6 +553,29 @@ public sealed class DecodeAttentionKernel
                 float hm = h == 0 ? m0 : h == 1 ? m1 : h == 2 ? m2 : m3;
                 a.Lse[state] = valid != 0 ? KernelMath.Add(hm, KernelMath.Log(total)) : float.NegativeInfinity;
             }
+        }
+        if (splits <= 1) return;
+
+        // Phase 5: the (row, head block)'s last split to finish merges its heads. Each group fences its states before
+        // its ticket, so the last one sees them all; it resets the ticket for the next launch.
+        ArrayView<int> ticket = slotSums.Cast<int>().SubView(0, 1);
+        long ticketAt = (long)row * Grid.DimX + Grid.IdxX;
+        MemoryFence.DeviceLevel();
+        Group.Barrier(); // every thread's states are written and fenced, and the slot sums read
+        if (tid == 0) ticket[0] = Atomic.Add(ref a.Tickets[ticketAt], 1);
+        Group.Barrier();
+        if (ticket[0] != splits - 1) return;
+        if (tid == 0) a.Tickets[ticketAt] = 0;
+        MemoryFence.DeviceLevel();
+        for (int h = 0; h < hb; h++)
+        {
+            var merge = new MergeStates.Head
+            {
+                Partials = a.Partials, Lses = a.Lse, Output = a.Output,
+                First = (long)row * a.SplitsPerRow * a.Heads + firstHead + h, OutputAt = ((long)row * a.Heads + firstHead + h) * d,
+                Splits = splits, Heads = a.Heads, HeadDim = d,
+            };
+            MergeStates.Merge(merge, warp, lane);
         }
     }
 }

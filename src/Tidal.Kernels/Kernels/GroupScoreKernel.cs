@@ -6,65 +6,82 @@ namespace Tidal.Kernels.Kernels;
 
 /// <summary>
 /// The group score of each token for shared selection: per head the log-sum-exp of its logits (one warp per block of
-/// <see cref="Softmax.LseBlock"/> logits, then one warp per head merging the blocks), then per token log Σ_h p_h(t) in
-/// log space. Reference: Tidal.Core.Reference.TopK.AggregateGroup with Softmax.LogSumExpTokens.
+/// <see cref="Softmax.LseBlock"/> logits; the head's last group to finish merges the blocks), then per token
+/// log Σ_h p_h(t) in log space. Reference: Tidal.Core.Reference.TopK.AggregateGroup with Softmax.LogSumExpTokens.
 /// </summary>
 public sealed class GroupScoreKernel
 {
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _blockLse;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _mergeLse;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int> _lse;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _aggregate;
 
     /// <summary>Compiles the kernels.</summary>
     public GroupScoreKernel(Accelerator accelerator)
     {
-        _blockLse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(BlockLogSumExp);
-        _mergeLse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(MergeLogSumExps);
+        _lse = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int>(LogSumExps);
         _aggregate = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(Aggregate);
     }
 
-    /// <summary>Scratch floats <see cref="Launch"/> needs for <paramref name="heads"/> rows of <paramref name="n"/> logits.</summary>
+    /// <summary>Scratch floats <see cref="LaunchLogSumExps"/> needs for <paramref name="heads"/> rows of <paramref name="n"/> logits.</summary>
     public static long ScratchSize(int heads, int n) => (long)heads * (Blocks(n) + 1);
 
     private static int Blocks(int n) => Math.Max(1, (n + Softmax.LseBlock - 1) / Softmax.LseBlock);
 
-    /// <summary>logits [heads, n] → aggregated [groups, n]; <paramref name="scratch"/> holds <see cref="ScratchSize"/> floats.</summary>
-    public void Launch(ArrayView<float> logits, ArrayView<float> scratch, ArrayView<float> aggregated, int heads, int groups, int n)
+    /// <summary>Group scores aggregated [groups, n] from logits [heads, n] and the heads' log-sum-exps
+    /// (<see cref="LaunchLogSumExps"/>).</summary>
+    public void LaunchScores(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n) =>
+        _aggregate(new KernelConfig(new Index2D((n + 127) / 128, groups), new Index2D(128, 1)), logits, lse, aggregated, heads, groups, n);
+
+    /// <summary>Each head's log-sum-exp of logits [heads, n], returned as a view of <paramref name="scratch"/>
+    /// (<see cref="ScratchSize"/> floats); <paramref name="tickets"/> holds <paramref name="heads"/> ints, zero before
+    /// the launch and left zero by it.</summary>
+    public ArrayView<float> LaunchLogSumExps(ArrayView<float> logits, ArrayView<float> scratch, ArrayView<int> tickets, int heads, int n)
     {
         int blocks = Blocks(n);
         ArrayView<float> lse = scratch.SubView(0, heads), blockLse = scratch.SubView(heads, (long)heads * blocks);
-        _blockLse(new KernelConfig(new Index2D((blocks + BlockWarps - 1) / BlockWarps, heads), new Index2D(32 * BlockWarps, 1)), logits, blockLse, n);
-        _mergeLse(new KernelConfig(heads, 32), blockLse, lse, blocks);
-        _aggregate(new KernelConfig(new Index2D((n + 127) / 128, groups), new Index2D(128, 1)), logits, lse, aggregated, heads, groups, n);
+        _lse(new KernelConfig(new Index2D((blocks + BlockWarps - 1) / BlockWarps, heads), new Index2D(32 * BlockWarps, 1)), logits, blockLse, lse, tickets.SubView(0, heads), n);
+        return lse;
     }
 
     /// <summary>m + log of the sum of the 32 lanes' slot values (folded by halving); −∞ when m is.</summary>
     private static float Finish(float m, float slot) =>
         m == float.NegativeInfinity ? m : KernelMath.Add(m, KernelMath.Log(KernelMath.FoldLanes(slot)));
 
-    /// <summary>Warps per group of <see cref="BlockLogSumExp"/>: groups of one warp would cap an SM at 32 of them (half
+    /// <summary>Warps per group of <see cref="LogSumExps"/>: groups of one warp would cap an SM at 32 of them (half
     /// its threads).</summary>
     private const int BlockWarps = 4;
 
     /// <summary>One warp per block of 512 logits: lane l holds entries l, l + 32, …, l + 480 (all 16 loads in flight
-    /// at once; ILGPU does not unroll loops), so its slot adds them in ascending order as the reference's slot l does.</summary>
-    private static void BlockLogSumExp(ArrayView<float> logits, ArrayView<float> blockLse, int n)
+    /// at once; ILGPU does not unroll loops), so its slot adds them in ascending order as the reference's slot l does.
+    /// Each group takes a ticket of its head after a device fence; the last one's first warp merges the head's blocks
+    /// (a launch of its own cost its launch gap and a grid of one warp per head).</summary>
+    private static void LogSumExps(ArrayView<float> logits, ArrayView<float> blockLse, ArrayView<float> lse, ArrayView<int> tickets, int n)
     {
         int blocks = Blocks(n), block = Grid.IdxX * BlockWarps + Warp.WarpIdx, head = Grid.IdxY, lane = Warp.LaneIdx;
-        if (block >= blocks) return;
-        int start = block * Softmax.LseBlock, count = Math.Min(Softmax.LseBlock, n - start);
-        long row = (long)head * n + start;
-        Vec8 low = Entries(logits, row, lane, count), high = Entries(logits, row, lane + 256, count);
-        float m = MathF.Max(Max(low), Max(high));
-        for (int h = 16; h >= 1; h /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, h));
-        float slot = 0f;
-        if (m != float.NegativeInfinity)
+        if (block < blocks)
         {
-            slot = SumExp(slot, low, m, lane, count);
-            slot = SumExp(slot, high, m, lane + 256, count);
+            int start = block * Softmax.LseBlock, count = Math.Min(Softmax.LseBlock, n - start);
+            long row = (long)head * n + start;
+            Vec8 low = Entries(logits, row, lane, count), high = Entries(logits, row, lane + 256, count);
+            float m = MathF.Max(Max(low), Max(high));
+            for (int h = 16; h >= 1; h /= 2) m = MathF.Max(m, Warp.ShuffleXor(m, h));
+            float slot = 0f;
+            if (m != float.NegativeInfinity)
+            {
+                slot = SumExp(slot, low, m, lane, count);
+                slot = SumExp(slot, high, m, lane + 256, count);
+            }
+            float total = Finish(m, slot);
+            if (lane == 0) blockLse[(long)head * blocks + block] = total;
         }
-        float lse = Finish(m, slot);
-        if (lane == 0) blockLse[(long)head * blocks + block] = lse;
+        ArrayView<int> ticket = SharedMemory.Allocate<int>(1);
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (Group.IdxX == 0) ticket[0] = Atomic.Add(ref tickets[head], 1);
+        Group.Barrier();
+        if (ticket[0] != Grid.DimX - 1) return;
+        if (Group.IdxX == 0) tickets[head] = 0;
+        MemoryFence.DeviceLevel();
+        if (Warp.WarpIdx == 0) MergeBlocks(blockLse, lse, head, blocks, lane);
     }
 
     /// <summary>Entries j, j + 32, …, j + 224 of a block (−∞ past its end).</summary>
@@ -97,9 +114,9 @@ public sealed class GroupScoreKernel
         return slot;
     }
 
-    private static void MergeLogSumExps(ArrayView<float> blockLse, ArrayView<float> lse, int blocks)
+    /// <summary>The head's log-sum-exp from its blocks', by one warp (lane l adds blocks l, l + 32, … in order).</summary>
+    private static void MergeBlocks(ArrayView<float> blockLse, ArrayView<float> lse, int head, int blocks, int lane)
     {
-        int head = Grid.IdxX, lane = Group.IdxX;
         long row = (long)head * blocks;
         if (blocks == 1)
         {
@@ -116,25 +133,28 @@ public sealed class GroupScoreKernel
         if (lane == 0) lse[head] = total;
     }
 
-    /// <summary>Per token, log Σ_h e^(x_h − lse_h) over the group's heads, with m = max_h (x_h − lse_h) taken out first,
-    /// adding in head order as the reference does. The group's logits of a token are loaded eight heads at a time, all in
-    /// flight at once (ILGPU does not unroll loops): a group of at most eight heads loads each once.</summary>
+    /// <summary>One thread per (token, group): <see cref="Score"/>.</summary>
     private static void Aggregate(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n)
     {
         int t = Grid.GlobalIndex.X, g = Grid.IdxY;
         if (t >= n) return;
-        int size = heads / groups, first = g * size;
+        int size = heads / groups;
+        aggregated[(long)g * n + t] = Score(logits, lse, g * size, size, n, t);
+    }
+
+    /// <summary>Token t's group score, log Σ_h e^(x_h − lse_h) over heads first … first + size − 1, with
+    /// m = max_h (x_h − lse_h) taken out first, adding in head order as the reference does. The group's logits of a token
+    /// are loaded eight heads at a time, all in flight at once (ILGPU does not unroll loops): a group of at most eight
+    /// heads loads each once.</summary>
+    private static float Score(ArrayView<float> logits, ArrayView<float> lse, int first, int size, int n, int t)
+    {
         Vec8 x = Normalized8(logits, lse, first, size, n, t);
         float m = Max(x);
         for (int c = 8; c < size; c += 8) m = MathF.Max(m, Max(Normalized8(logits, lse, first + c, size - c, n, t)));
-        if (m == float.NegativeInfinity)
-        {
-            aggregated[(long)g * n + t] = m;
-            return;
-        }
+        if (m == float.NegativeInfinity) return m;
         float sum = Sum8(0f, x, m, size);
         for (int c = 8; c < size; c += 8) sum = Sum8(sum, Normalized8(logits, lse, first + c, size - c, n, t), m, size - c);
-        aggregated[(long)g * n + t] = KernelMath.Add(m, KernelMath.Log(sum));
+        return KernelMath.Add(m, KernelMath.Log(sum));
     }
 
     /// <summary>x_h − lse_h of token t for heads first … first + 7 (−∞ from the <paramref name="count"/>-th on).</summary>
