@@ -6,8 +6,9 @@ namespace Tidal.Kernels.Kernels;
 /// <summary>
 /// Decode attention of one query token over an F16 KV cache, dense (a position range) or gathered (an index set per
 /// query head, per KV head, or shared), in splits of positions (split-K) that the last split of a head block to finish
-/// merges (<see cref="MergeStates"/>), so that a layer's attention is one launch; or of a chunk of consecutive tokens (causal: row r over Count + r positions, each row split as its own decode step
-/// would be), so that prefill and cache correction take one launch per layer instead of one per token.
+/// merges (<see cref="MergeStates"/>), so that a layer's attention is one launch; or of a chunk of consecutive tokens
+/// (causal: row r over Count + r positions, each row split as its own decode step would be), so that prefill and cache
+/// correction take one launch per layer instead of one per token.
 /// One group of 32 threads per 8-channel chunk (4d threads) per (block of up to 4 query heads that share a KV head and a
 /// token list, split), so each K and V row is read once for the whole GQA block:
 /// <list type="number">
@@ -25,7 +26,7 @@ namespace Tidal.Kernels.Kernels;
 /// probabilities of a token side by side in shared memory (one load).</item>
 /// <item>the 32 slots of each channel, now in different warps, fold through shared memory in the canonical halving
 /// order, one head at a time.</item>
-/// <item>with several splits: each group takes a ticket of its (row, head block) after a device fence, and the last
+/// <item>with several splits: each group takes a ticket of its (row, head block) (<see cref="LastGroup"/>), and the last
 /// one merges the block's heads from the partial states every split has written by then (a second launch cost its
 /// launch gap, ~4 µs, and a grid whose groups each waited on one dependent chain of loads).</item>
 /// </list>
@@ -556,17 +557,8 @@ public sealed class DecodeAttentionKernel
         }
         if (splits <= 1) return;
 
-        // Phase 5: the (row, head block)'s last split to finish merges its heads. Each group fences its states before
-        // its ticket, so the last one sees them all; it resets the ticket for the next launch.
-        ArrayView<int> ticket = slotSums.Cast<int>().SubView(0, 1);
-        long ticketAt = (long)row * Grid.DimX + Grid.IdxX;
-        MemoryFence.DeviceLevel();
-        Group.Barrier(); // every thread's states are written and fenced, and the slot sums read
-        if (tid == 0) ticket[0] = Atomic.Add(ref a.Tickets[ticketAt], 1);
-        Group.Barrier();
-        if (ticket[0] != splits - 1) return;
-        if (tid == 0) a.Tickets[ticketAt] = 0;
-        MemoryFence.DeviceLevel();
+        // Phase 5: the (row, head block)'s last split to finish merges its heads (the ticket reuses the slot sums' space).
+        if (!LastGroup.Arrive(a.Tickets.SubView((long)row * Grid.DimX + Grid.IdxX, 1), splits, slotSums.Cast<int>().SubView(0, 1))) return;
         for (int h = 0; h < hb; h++)
         {
             var merge = new MergeStates.Head

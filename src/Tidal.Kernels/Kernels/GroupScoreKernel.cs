@@ -52,7 +52,7 @@ public sealed class GroupScoreKernel
 
     /// <summary>One warp per block of 512 logits: lane l holds entries l, l + 32, …, l + 480 (all 16 loads in flight
     /// at once; ILGPU does not unroll loops), so its slot adds them in ascending order as the reference's slot l does.
-    /// Each group takes a ticket of its head after a device fence; the last one's first warp merges the head's blocks
+    /// The head's last group to finish (<see cref="LastGroup"/>) merges, by its first warp, the head's blocks
     /// (a launch of its own cost its launch gap and a grid of one warp per head).</summary>
     private static void LogSumExps(ArrayView<float> logits, ArrayView<float> blockLse, ArrayView<float> lse, ArrayView<int> tickets, int n)
     {
@@ -73,15 +73,8 @@ public sealed class GroupScoreKernel
             float total = Finish(m, slot);
             if (lane == 0) blockLse[(long)head * blocks + block] = total;
         }
-        ArrayView<int> ticket = SharedMemory.Allocate<int>(1);
-        MemoryFence.DeviceLevel();
-        Group.Barrier();
-        if (Group.IdxX == 0) ticket[0] = Atomic.Add(ref tickets[head], 1);
-        Group.Barrier();
-        if (ticket[0] != Grid.DimX - 1) return;
-        if (Group.IdxX == 0) tickets[head] = 0;
-        MemoryFence.DeviceLevel();
-        if (Warp.WarpIdx == 0) MergeBlocks(blockLse, lse, head, blocks, lane);
+        bool last = LastGroup.Arrive(tickets.SubView(head, 1), Grid.DimX, SharedMemory.Allocate<int>(1));
+        if (last && Warp.WarpIdx == 0) MergeBlocks(blockLse, lse, head, blocks, lane);
     }
 
     /// <summary>Entries j, j + 32, …, j + 224 of a block (−∞ past its end).</summary>
@@ -133,28 +126,25 @@ public sealed class GroupScoreKernel
         if (lane == 0) lse[head] = total;
     }
 
-    /// <summary>One thread per (token, group): <see cref="Score"/>.</summary>
+    /// <summary>Per token, log Σ_h e^(x_h − lse_h) over the group's heads, with m = max_h (x_h − lse_h) taken out first,
+    /// adding in head order as the reference does. The group's logits of a token are loaded eight heads at a time, all in
+    /// flight at once (ILGPU does not unroll loops): a group of at most eight heads loads each once.</summary>
     private static void Aggregate(ArrayView<float> logits, ArrayView<float> lse, ArrayView<float> aggregated, int heads, int groups, int n)
     {
         int t = Grid.GlobalIndex.X, g = Grid.IdxY;
         if (t >= n) return;
-        int size = heads / groups;
-        aggregated[(long)g * n + t] = Score(logits, lse, g * size, size, n, t);
-    }
-
-    /// <summary>Token t's group score, log Σ_h e^(x_h − lse_h) over heads first … first + size − 1, with
-    /// m = max_h (x_h − lse_h) taken out first, adding in head order as the reference does. The group's logits of a token
-    /// are loaded eight heads at a time, all in flight at once (ILGPU does not unroll loops): a group of at most eight
-    /// heads loads each once.</summary>
-    private static float Score(ArrayView<float> logits, ArrayView<float> lse, int first, int size, int n, int t)
-    {
+        int size = heads / groups, first = g * size;
         Vec8 x = Normalized8(logits, lse, first, size, n, t);
         float m = Max(x);
         for (int c = 8; c < size; c += 8) m = MathF.Max(m, Max(Normalized8(logits, lse, first + c, size - c, n, t)));
-        if (m == float.NegativeInfinity) return m;
+        if (m == float.NegativeInfinity)
+        {
+            aggregated[(long)g * n + t] = m;
+            return;
+        }
         float sum = Sum8(0f, x, m, size);
         for (int c = 8; c < size; c += 8) sum = Sum8(sum, Normalized8(logits, lse, first + c, size - c, n, t), m, size - c);
-        return KernelMath.Add(m, KernelMath.Log(sum));
+        aggregated[(long)g * n + t] = KernelMath.Add(m, KernelMath.Log(sum));
     }
 
     /// <summary>x_h − lse_h of token t for heads first … first + 7 (−∞ from the <paramref name="count"/>-th on).</summary>

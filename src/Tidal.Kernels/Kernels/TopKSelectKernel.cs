@@ -271,22 +271,10 @@ public sealed partial class TopKSelectKernel
         }
     }
 
-    /// <summary>
-    /// Whether this group is the last of its row to take the ticket at <paramref name="ticketAt"/>: each group fences its
-    /// global writes before taking one, so the last sees them all. The last resets the ticket for the next selection.
-    /// </summary>
-    private static bool LastOfRow(in Args a, int row, int ticketAt, ArrayView<int> ticket)
-    {
-        long at = (long)row * CounterInts + ticketAt;
-        MemoryFence.DeviceLevel();
-        Group.Barrier();
-        if (Group.IdxX == 0) ticket[0] = Atomic.Add(ref a.Counters[at], 1);
-        Group.Barrier();
-        if (ticket[0] != Grid.DimX - 1) return false;
-        if (Group.IdxX == 0) a.Counters[at] = 0;
-        MemoryFence.DeviceLevel();
-        return true;
-    }
+    /// <summary>Whether this group is the last of its row to take the ticket at <paramref name="ticketAt"/>
+    /// (<see cref="LastGroup"/>).</summary>
+    private static bool LastOfRow(in Args a, int row, int ticketAt, ArrayView<int> ticket) =>
+        LastGroup.Arrive(a.Counters.SubView((long)row * CounterInts + ticketAt, 1), Grid.DimX, ticket);
 
     /// <summary>
     /// The row's last histogram group of a level: takes the row's digit counts (zeroing them for the next selection) and
